@@ -1,0 +1,1 @@
+"""opentune gateway: the OpenAI-compatible HTTP API, job scheduling and adapter serving."""

@@ -1,0 +1,12 @@
+"""HTTP routers: parse, call one domain function, return. Everything under /v1 needs a principal."""
+
+from fastapi import APIRouter, Depends
+
+from service.api import chat, files, fine_tuning, health, models
+from service.deps import principal
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(principal)])
+for module in (files, fine_tuning, models, chat):
+    v1.include_router(module.router)
+
+__all__ = ["health", "v1"]

@@ -1,0 +1,50 @@
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from service.deps import ComponentsDep, PrincipalDep
+from service.protocol.common import CursorPage, DeletedObject
+from service.protocol.files import FileObject
+
+router = APIRouter(tags=["files"])
+
+
+@router.post("/files")
+def create_file(
+    c: ComponentsDep,
+    who: PrincipalDep,
+    file: Annotated[UploadFile, File()],
+    purpose: Annotated[str, Form()],
+) -> FileObject:
+    """Upload a file (multipart); it is stored as given and `processed` at once."""
+    return c.files.create(who.organization_id, file.file, file.filename or "upload", purpose)
+
+
+@router.get("/files")
+def list_files(
+    c: ComponentsDep,
+    who: PrincipalDep,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> CursorPage[FileObject]:
+    return c.files.list(who.organization_id, purpose, limit, order, after)
+
+
+@router.get("/files/{file_id}")
+def retrieve_file(c: ComponentsDep, who: PrincipalDep, file_id: str) -> FileObject:
+    return c.files.retrieve(who.organization_id, file_id)
+
+
+@router.delete("/files/{file_id}")
+def delete_file(c: ComponentsDep, who: PrincipalDep, file_id: str) -> DeletedObject:
+    return c.files.delete(who.organization_id, file_id)
+
+
+@router.get("/files/{file_id}/content", response_class=FileResponse)
+def file_content(c: ComponentsDep, who: PrincipalDep, file_id: str) -> FileResponse:
+    """The exact bytes that were uploaded."""
+    row = c.files.get(who.organization_id, file_id)
+    return FileResponse(c.files.path_of(row.id), media_type="application/octet-stream")

@@ -1,0 +1,93 @@
+"""The FastAPI application and its lifespan: database, engine, adapter registry, scheduler."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+
+from service import api
+from service.adapters import AdapterRegistry
+from service.auth import KeyRing
+from service.catalog import ModelCatalog
+from service.config import Settings
+from service.deps import Components
+from service.engine.client import EngineClient
+from service.engine.model_source import resolve_model_path
+from service.engine.process import ManagedEngine
+from service.errors import install_error_handlers
+from service.files import FileStore
+from service.ids import random_token
+from service.jobs.scheduler import JobScheduler
+from service.jobs.service import FineTuningService
+from service.jobs.store import JobStore
+from service.store import Database
+
+logger = logging.getLogger(__name__)
+
+
+class EngineNotReachable(Exception):
+    pass
+
+
+def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
+    """The app; `model_path` is the base model's local folder when the caller already resolved it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        data_dir = settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.create_schema()
+        base_path = model_path or resolve_model_path(settings.model)
+
+        managed: ManagedEngine | None = None
+        if settings.engine_url:
+            engine = EngineClient(settings.engine_url)
+            if not await engine.is_healthy():
+                raise EngineNotReachable(f"no healthy vLLM engine at {settings.engine_url}")
+        else:
+            managed = ManagedEngine(settings, base_path, data_dir / "logs" / "engine.log")
+            engine = EngineClient(managed.url)
+            await managed.start(engine)
+
+        files = FileStore(db, data_dir / "files")
+        jobs = JobStore(db)
+        catalog = ModelCatalog(settings, db, started_at=int(time.time()))
+        adapters = AdapterRegistry(engine)
+        scheduler = JobScheduler(settings, jobs, files, adapters, base_path)
+        app.state.components = Components(
+            keys=KeyRing(settings),
+            files=files,
+            jobs=jobs,
+            fine_tuning=FineTuningService(jobs, files, catalog, scheduler),
+            catalog=catalog,
+            engine=engine,
+            adapters=adapters,
+        )
+        await scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await engine.close()
+            if managed:
+                await managed.stop()
+            db.close()
+
+    app = FastAPI(title="opentune", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(api.health.router)
+    app.include_router(api.v1)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["x-request-id"] = f"req_{random_token(24)}"
+        return response
+
+    return app

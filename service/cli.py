@@ -1,0 +1,42 @@
+"""`opentune serve ...`: the command line. Flags override OPENTUNE_* environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+import uvicorn
+
+from service.config import DEFAULT_MODEL, Settings
+from service.engine.model_source import ModelUnavailable, resolve_model_path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opentune", description="OpenAI-compatible fine-tuning server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the API server (and its vLLM engine)")
+    serve.add_argument("--model", help=f"hub id or local folder of the base model (default {DEFAULT_MODEL})")
+    serve.add_argument("--served-model-name", help="name clients use for the base model (default: --model)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--data-dir", help="folder for the database, files and adapters (default ./data)")
+    serve.add_argument("--engine-url", help="use an already running vLLM server instead of starting one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        model_path = resolve_model_path(settings.model)
+    except ModelUnavailable as exc:
+        sys.stderr.write(f"opentune: {exc}\n")
+        sys.exit(2)
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(settings, model_path), host=settings.host, port=settings.port, log_level="info")

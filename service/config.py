@@ -1,0 +1,59 @@
+"""The one settings object. Read once at start-up (environment, then CLI flags) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENTUNE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; defaults to SQLite in the data folder."
+    )
+
+    # The base model: a hub id or a local folder. Its served name defaults to the value as given (as vLLM).
+    model: str = DEFAULT_MODEL
+    served_model_name: str | None = None
+
+    # Access control. When set, every /v1 request needs `Authorization: Bearer <key>`.
+    api_key: SecretStr | None = None
+    organization: str = Field(default="default", description="Organization that owns everything for now.")
+
+    # Serving engine: a managed vLLM subprocess unless engine_url names one already running.
+    engine_url: str | None = None
+    engine_port: int | None = Field(
+        default=None, description="Port of the managed engine; free one if unset."
+    )
+    engine_startup_timeout_s: float = 900.0
+    engine_max_lora_rank: int = 64
+    engine_max_loras: int = 4
+    engine_max_model_len: int | None = None
+    engine_gpu_memory_utilization: float | None = None
+    engine_cpu_kvcache_gib: int = 2
+    engine_extra_args: list[str] = Field(default_factory=list)
+
+    # Training.
+    max_concurrent_jobs: int = 1
+    scheduler_poll_s: float = 1.0
+
+    @property
+    def model_name(self) -> str:
+        """The name clients use for the base model."""
+        return self.served_model_name or self.model
+
+    @property
+    def organization_id(self) -> str:
+        return f"org-{self.organization}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'opentune.db'}"

@@ -1,0 +1,40 @@
+"""Typed accessors for the app's components, for handlers (`Annotated[..., Depends(...)]`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.adapters import AdapterRegistry
+from service.auth import KeyRing, Principal
+from service.catalog import ModelCatalog
+from service.engine.client import EngineClient
+from service.files import FileStore
+from service.jobs.service import FineTuningService
+from service.jobs.store import JobStore
+
+
+@dataclass
+class Components:
+    keys: KeyRing
+    files: FileStore
+    jobs: JobStore
+    fine_tuning: FineTuningService
+    catalog: ModelCatalog
+    engine: EngineClient
+    adapters: AdapterRegistry
+
+
+def components(request: Request) -> Components:
+    found: Components = request.app.state.components
+    return found
+
+
+def principal(request: Request) -> Principal:
+    return components(request).keys.authenticate(request.headers.get("authorization"))
+
+
+ComponentsDep = Annotated[Components, Depends(components)]
+PrincipalDep = Annotated[Principal, Depends(principal)]

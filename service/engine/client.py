@@ -1,0 +1,65 @@
+"""HTTP client of one vLLM engine: health, runtime LoRA loading, and request forwarding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from service.errors import EngineUnavailable
+
+
+class EngineError(Exception):
+    """The engine answered with an error."""
+
+    def __init__(self, status_code: int, body: dict[str, Any]) -> None:
+        self.status_code = status_code
+        self.body = body
+        super().__init__(f"engine answered {status_code}: {body}")
+
+
+class EngineClient:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        # No read timeout: generations and streams last as long as they last; the client may cancel.
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def is_healthy(self) -> bool:
+        try:
+            response = await self.http.get("/health", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        await self._post_admin("/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
+
+    async def unload_adapter(self, name: str) -> None:
+        await self._post_admin("/v1/unload_lora_adapter", {"lora_name": name})
+
+    async def _post_admin(self, path: str, payload: dict[str, Any]) -> None:
+        try:
+            response = await self.http.post(path, json=payload, timeout=120.0)
+        except httpx.HTTPError as exc:
+            raise EngineUnavailable(f"The model engine is not reachable: {exc}") from exc
+        if response.status_code != 200:
+            raise EngineError(response.status_code, _json_or_text(response))
+
+    async def send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
+        """Send a request; with stream=True the caller must close the response."""
+        request = self.http.build_request("POST", path, json=body)
+        try:
+            return await self.http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise EngineUnavailable(f"The model engine is not reachable: {exc}") from exc
+
+
+def _json_or_text(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"message": response.text}
+    return body if isinstance(body, dict) else {"message": str(body)}

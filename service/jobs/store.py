@@ -1,0 +1,154 @@
+"""Persistence of jobs and their events, and their wire form."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select, update
+
+from service.errors import NotFound
+from service.ids import new_id
+from service.jobs.states import JobStatus, sources_of
+from service.protocol.common import CursorPage
+from service.protocol.fine_tuning import (
+    FineTuningJob,
+    FineTuningJobEvent,
+    Hyperparameters,
+    JobError,
+    Method,
+)
+from service.store import Database, EventRow, JobRow
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def insert(self, row: JobRow) -> None:
+        with self.db.session() as session:
+            session.add(row)
+            session.add(_event_row(row.id, "info", f"Created fine-tuning job: {row.id}"))
+
+    def get(self, org_id: str | None, job_id: str) -> JobRow:
+        """A job by id; `org_id=None` is the scheduler's unscoped view."""
+        with self.db.session() as session:
+            row = session.get(JobRow, job_id)
+        if row is None or (org_id is not None and row.organization_id != org_id):
+            raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id", code="not_found")
+        return row
+
+    def ids_in_status(self, status: JobStatus) -> list[str]:
+        with self.db.session() as session:
+            query = select(JobRow.id).where(JobRow.status == status.value).order_by(JobRow.created_at)
+            return list(session.scalars(query))
+
+    def list(self, org_id: str, after: str | None, limit: int) -> CursorPage[FineTuningJob]:
+        with self.db.session() as session:
+            query = (
+                select(JobRow)
+                .where(JobRow.organization_id == org_id)
+                .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            )
+            rows = list(session.scalars(query))
+        if after:
+            ids = [r.id for r in rows]
+            rows = rows[ids.index(after) + 1 :] if after in ids else []
+        return CursorPage[FineTuningJob](data=[to_wire(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    def transition(self, job_id: str, target: JobStatus, **fields: Any) -> bool:
+        """Move the job to `target` if its current state allows it; set `fields` in the same update.
+
+        Returns False (and changes nothing) when the job is in a state that may not go to `target`.
+        """
+        allowed = [s.value for s in sources_of(target)]
+        if target.is_terminal:
+            fields.setdefault("finished_at", int(time.time()))
+            fields.setdefault("estimated_finish", None)
+        with self.db.session() as session:
+            result = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(allowed))
+                .values(status=target.value, **fields)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def update_fields(self, job_id: str, **fields: Any) -> None:
+        with self.db.session() as session:
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(**fields))
+
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        level: str = "info",
+        type_: str = "message",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        with self.db.session() as session:
+            session.add(_event_row(job_id, level, message, type_, data))
+
+    def list_events(
+        self, org_id: str, job_id: str, after: str | None, limit: int
+    ) -> CursorPage[FineTuningJobEvent]:
+        self.get(org_id, job_id)
+        with self.db.session() as session:
+            query = select(EventRow).where(EventRow.job_id == job_id).order_by(EventRow.seq.desc())
+            if after:
+                cursor = session.scalar(select(EventRow.seq).where(EventRow.id == after))
+                if cursor is not None:
+                    query = query.where(EventRow.seq < cursor)
+            rows = list(session.scalars(query.limit(limit + 1)))
+        data = [
+            FineTuningJobEvent(
+                id=r.id,
+                created_at=r.created_at,
+                level=r.level,
+                message=r.message,
+                type=r.type,
+                data=r.data,
+            )
+            for r in rows[:limit]
+        ]
+        return CursorPage[FineTuningJobEvent](data=data, has_more=len(rows) > limit)
+
+
+def _event_row(
+    job_id: str, level: str, message: str, type_: str = "message", data: dict[str, Any] | None = None
+) -> EventRow:
+    return EventRow(
+        id=new_id("ftevent"),
+        job_id=job_id,
+        created_at=int(time.time()),
+        level=level,
+        message=message,
+        type=type_,
+        data=data if data is not None else {},
+    )
+
+
+def to_wire(row: JobRow) -> FineTuningJob:
+    # Requested values ("auto" kept) until the trainer starts, then the resolved numbers.
+    hyper = Hyperparameters(**(row.hyperparameters or row.requested_hyperparameters))
+    method = Method.model_validate({"type": row.method_type, row.method_type: {"hyperparameters": hyper}})
+    return FineTuningJob(
+        id=row.id,
+        created_at=row.created_at,
+        error=JobError(**row.error) if row.error else None,
+        fine_tuned_model=row.fine_tuned_model,
+        finished_at=row.finished_at,
+        hyperparameters=hyper,
+        model=row.model,
+        organization_id=row.organization_id,
+        result_files=list(row.result_files or []),
+        seed=row.seed,
+        status=row.status,
+        trained_tokens=row.trained_tokens,
+        training_file=row.training_file,
+        validation_file=row.validation_file,
+        estimated_finish=row.estimated_finish,
+        integrations=list(row.integrations or []),
+        metadata=row.job_metadata,
+        method=method,
+        user_provided_suffix=row.suffix,
+    )

@@ -1,0 +1,104 @@
+"""Fine-tuning jobs and their events, as in OpenAI's `FineTuningJob` / `CreateFineTuningJobRequest`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Auto = Literal["auto"]
+JobStatusLiteral = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Hyperparameters(BaseModel):
+    """Supervised hyperparameters; each is "auto" until the job starts running, then a number."""
+
+    n_epochs: Auto | int = Field(default="auto", description="1..50")
+    batch_size: Auto | int = Field(default="auto", description="1..256")
+    learning_rate_multiplier: Auto | float = Field(
+        default="auto", description="> 0; the learning rate is this times 2e-4 (the usual LoRA start)."
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Hyperparameters:
+        if isinstance(self.n_epochs, int) and not 1 <= self.n_epochs <= 50:
+            raise ValueError("n_epochs must be between 1 and 50")
+        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 256:
+            raise ValueError("batch_size must be between 1 and 256")
+        if isinstance(self.learning_rate_multiplier, float) and not self.learning_rate_multiplier > 0:
+            raise ValueError("learning_rate_multiplier must be greater than 0")
+        return self
+
+
+class SupervisedMethod(BaseModel):
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class DpoHyperparameters(Hyperparameters):
+    beta: Auto | float = "auto"
+
+
+class DpoMethod(BaseModel):
+    hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
+
+
+class Method(BaseModel):
+    type: Literal["supervised", "dpo", "reinforcement"]
+    supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None
+    reinforcement: dict[str, Any] | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class CreateFineTuningJobRequest(BaseModel):
+    # Unknown keys (extra_body) are ignored rather than refused, as OpenAI does.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    suffix: str | None = Field(default=None, min_length=1, max_length=64)
+    seed: int | None = Field(default=None, ge=0, le=2147483647)
+    metadata: dict[str, str] | None = None
+    integrations: list[dict[str, Any]] | None = None
+
+
+class FineTuningJob(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: Hyperparameters
+    model: str
+    organization_id: str
+    result_files: list[str] = Field(default_factory=list)
+    seed: int
+    status: JobStatusLiteral
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[dict[str, Any]] = Field(default_factory=list)
+    metadata: dict[str, str] | None = None
+    method: Method
+    # Not in OpenAI's spec, but in its real responses.
+    user_provided_suffix: str | None = None
+
+
+class FineTuningJobEvent(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"] = "message"
+    data: dict[str, Any] | None = None

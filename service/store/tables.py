@@ -1,0 +1,68 @@
+"""Table definitions. Column names follow the wire objects so the mapping stays obvious."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="processed")
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String(512))
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    # The method as requested ({"type": ..., "hyperparameters": {...}} with "auto" kept) ...
+    method_type: Mapped[str] = mapped_column(String(32))
+    requested_hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # ... and as resolved to numbers when the job starts running.
+    hyperparameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    n_training_examples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    job_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(700), unique=True, nullable=True)
+    adapter_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class EventRow(Base):
+    __tablename__ = "job_events"
+
+    # `seq` orders events (newest first on the wire); created_at alone is only second-resolution.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16), default="message")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -1,0 +1,64 @@
+"""`python -m trainer SPEC.json`: train one job, JSON-line events on stdout.
+
+Exit status: 0 when the adapter was written or training stopped on request (SIGTERM); 1 on a
+reported error (an `error` event says why); anything else is a crash (see stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from trainer.data import DataValidationError
+from trainer.events import EventWriter
+from trainer.formatting import TemplateError
+from trainer.spec import TrainingSpec
+
+
+def _event_stream() -> EventWriter:
+    """Keep the real stdout for events and send everything else printed (libraries) to stderr."""
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return EventWriter(os.fdopen(events_fd, "w", buffering=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser.add_argument("spec", type=Path, help="job spec JSON (see trainer/spec.py)")
+    args = parser.parse_args(argv)
+    spec = TrainingSpec.read(args.spec)
+    events = _event_stream()
+
+    stop_requested = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    from trainer.sft import run_sft  # heavy imports after the signal handler is in place
+
+    try:
+        run_sft(spec, events, stop_requested)
+    except DataValidationError as exc:
+        events.error(exc.code, exc.message, exc.param)
+        return 1
+    except TemplateError as exc:
+        events.error("invalid_training_file", str(exc), "training_file")
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        events.error("training_failed", f"Training failed: {type(exc).__name__}: {exc}", None)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Reading and validating OpenAI chat-format JSONL. Pure Python (no torch), so the gateway can run
+the same checks while a job is `validating_files`.
+
+Errors use OpenAI's codes and 1-based positions: "Example 12, message 3: ...".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIN_TRAINING_EXAMPLES = 10
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_PREFIX = "The job failed due to an invalid {kind} file. Invalid file format."
+
+
+class DataValidationError(Exception):
+    def __init__(self, code: str, message: str, param: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+@dataclass
+class ChatExample:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_chat_examples(path: Path, param: str = "training_file") -> list[ChatExample]:
+    """Parse and check every line; raise DataValidationError on the first problem."""
+    kind = "validation" if param == "validation_file" else "training"
+    code = f"invalid_{kind}_file"
+
+    def fail(detail: str) -> DataValidationError:
+        return DataValidationError(code, f"{_PREFIX.format(kind=kind)} {detail}", param)
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise fail("The file is not UTF-8 text; expected JSON Lines (one JSON object per line).") from None
+    examples: list[ChatExample] = []
+    for number, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise fail(f"Example {number}: not valid JSON ({exc.msg}).") from None
+        if not isinstance(record, dict):
+            raise fail(f"Example {number}: expected a JSON object.")
+        if "messages" not in record and ("preferred_output" in record or "preferred_completion" in record):
+            raise fail(
+                f"Example {number} is in the preference (DPO) format, but the job's method is 'supervised'."
+            )
+        examples.append(_check_chat_record(record, number, fail))
+    if param == "training_file" and len(examples) < MIN_TRAINING_EXAMPLES:
+        raise DataValidationError(
+            "invalid_n_examples",
+            f"Training file has {len(examples)} example(s), but must have at least "
+            f"{MIN_TRAINING_EXAMPLES} examples",
+            param,
+        )
+    return examples
+
+
+def _check_chat_record(record: dict[str, Any], number: int, fail: Any) -> ChatExample:
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise fail(f"Example {number}: 'messages' must be a non-empty list.")
+    has_assistant = False
+    for position, message in enumerate(messages, start=1):
+        where = f"Example {number}, message {position}"
+        if not isinstance(message, dict):
+            raise fail(f"{where}: expected an object.")
+        role = message.get("role")
+        if role not in ROLES:
+            raise fail(f"{where}: unrecognized role {role!r}; expected one of {sorted(ROLES)}.")
+        content = message.get("content")
+        if role == "assistant":
+            has_assistant = True
+            if content is None and not message.get("tool_calls") and not message.get("function_call"):
+                raise fail(f"{where}: an assistant message needs 'content' or 'tool_calls'.")
+            if message.get("weight", 1) not in (0, 1):
+                raise fail(f"{where}: 'weight' must be 0 or 1.")
+        elif "weight" in message:
+            raise fail(f"{where}: 'weight' is only allowed on assistant messages.")
+        if content is not None and not isinstance(content, str | list):
+            raise fail(f"{where}: 'content' must be a string.")
+        if isinstance(content, list):
+            raise fail(f"{where}: content parts (images, audio) are not supported; use a string.")
+        if role != "assistant" and content is None:
+            raise fail(f"{where}: missing 'content'.")
+    if not has_assistant:
+        raise fail(f"Example {number}: no assistant message; each example needs at least one.")
+    tools = record.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise fail(f"Example {number}: 'tools' must be a list.")
+    extra = {k: v for k, v in record.items() if k not in ("messages", "tools")}
+    return ChatExample(messages=messages, tools=tools, extra=extra)

@@ -1,0 +1,35 @@
+"""The trainer's output protocol: one JSON object per line.
+
+Kinds: `message` (level, message), `metrics` (step, total_steps, train_loss, ...), `error` (code,
+message, param), `result` (adapter_dir, trained_tokens), `stopped` (step). The gateway turns them
+into job events and state changes; a human running the trainer by hand can read them too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+
+class EventWriter:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self._stream.write(json.dumps({"event": kind, **fields}) + "\n")
+        self._stream.flush()
+
+    def message(self, message: str, level: str = "info") -> None:
+        self.emit("message", level=level, message=message)
+
+    def metrics(self, **values: Any) -> None:
+        self.emit("metrics", **values)
+
+    def error(self, code: str, message: str, param: str | None = None) -> None:
+        self.emit("error", code=code, message=message, param=param)
+
+    def result(self, adapter_dir: str, trained_tokens: int) -> None:
+        self.emit("result", adapter_dir=adapter_dir, trained_tokens=trained_tokens)
+
+    def stopped(self, step: int) -> None:
+        self.emit("stopped", step=step)

@@ -1,0 +1,78 @@
+"""Turning chat examples into token ids and labels with the base model's own chat template.
+
+Loss falls on assistant turns only (their content and end-of-turn tokens), minus those with
+`weight: 0`. Assistant spans are found on the rendered text: the template renders the conversation
+up to turn i with a generation prompt, and up to turn i included; the difference is turn i. Any
+template that renders conversations prefix-stably works, without `{% generation %}` markers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.data import ChatExample
+
+IGNORE_INDEX = -100
+
+
+class TemplateError(Exception):
+    """The base model's chat template cannot render this example the way training needs."""
+
+
+@dataclass
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def n_loss_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def _clean(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if k != "weight"}
+
+
+def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation_prompt: bool) -> str:
+    if not messages and not generation_prompt:
+        return ""
+    try:
+        text = tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    except Exception as exc:  # jinja errors from the model's template
+        raise TemplateError(f"the base model's chat template could not render an example: {exc}") from exc
+    return str(text)
+
+
+def assistant_spans(tokenizer: Any, example: ChatExample) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans that carry loss."""
+    messages = [_clean(m) for m in example.messages]
+    text = _render(tokenizer, messages, example.tools, generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    for i, message in enumerate(example.messages):
+        if message.get("role") != "assistant" or message.get("weight", 1) == 0:
+            continue
+        before = _render(tokenizer, messages[:i], example.tools, generation_prompt=True)
+        through = _render(tokenizer, messages[: i + 1], example.tools, generation_prompt=False)
+        if not (text.startswith(through) and through.startswith(before)):
+            raise TemplateError(
+                "the base model's chat template does not render conversations prefix-stably "
+                f"(assistant message {i + 1}), so assistant turns cannot be located for the loss mask"
+            )
+        spans.append((len(before), len(through)))
+    return text, spans
+
+
+def tokenize_example(tokenizer: Any, example: ChatExample, max_length: int | None = None) -> TokenizedExample:
+    text, spans = assistant_spans(tokenizer, example)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids: list[int] = list(encoded["input_ids"])
+    labels = [
+        token if any(lo <= start < hi for lo, hi in spans) else IGNORE_INDEX
+        for token, (start, _end) in zip(input_ids, encoded["offset_mapping"], strict=True)
+    ]
+    if max_length is not None:
+        input_ids, labels = input_ids[:max_length], labels[:max_length]
+    return TokenizedExample(input_ids=input_ids, labels=labels)

@@ -1,0 +1,43 @@
+"""The job spec: everything the trainer needs, written by the gateway as JSON (or by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class LoraSettings(BaseModel):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # "all-linear" is peft's shorthand for every linear layer except the output head.
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainingSpec(BaseModel):
+    job_id: str
+    base_model: str = Field(description="Hub id or local folder of the base model.")
+    training_file: Path
+    validation_file: Path | None = None
+    output_dir: Path
+    method: Literal["supervised"] = "supervised"
+    n_epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    seed: int = 0
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    max_seq_length: int = 2048
+    load_in_4bit: bool = True
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.output_dir / "adapter"
+
+    @classmethod
+    def read(cls, path: Path) -> TrainingSpec:
+        return cls.model_validate_json(path.read_text())
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2))
