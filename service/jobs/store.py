@@ -28,6 +28,7 @@ class JobStore:
     def insert(self, row: JobRow) -> None:
         with self.db.session() as session:
             session.add(row)
+            session.flush()  # the job row must exist before its first event (foreign key)
             session.add(_event_row(row.id, "info", f"Created fine-tuning job: {row.id}"))
 
     def get(self, org_id: str | None, job_id: str) -> JobRow:
