@@ -30,6 +30,21 @@ Write a short poem about the sea. The waves are blue, the sky is wide, the boats
 Translate to French: good morning. Bonjour. How are you? I am fine, and you?
 The user asked for help with a bug. The function returns None when the list is empty.
 Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 2024 3.14 -1 true false null yes no.
+Fine-tuning adapts a pretrained language model to a new task with a small dataset of examples.
+Each training example is a conversation: a system message, a user question, an assistant reply.
+Low rank adapters add two small matrices to every linear layer and train only those weights.
+The server streams tokens back to the client as soon as they are generated, one chunk at a time.
+Please extract the invoice number, the total amount, the currency and the due date as JSON.
+My package arrived late and the box was damaged, but the support team replaced it quickly.
+Classify the review as positive, negative or neutral, and explain your reasoning briefly.
+Alice met Bob at the station on Monday morning; they took the train north to the mountains.
+Water boils at one hundred degrees Celsius at sea level, and freezes at zero degrees.
+Every job has a status: queued, running, succeeded, failed or cancelled, plus a created time.
+The history of the city goes back two thousand years, to a small village beside the river.
+Errors should be reported with a clear message, a type, a parameter name and a code.
+Our library opens at nine and closes at six; children's books are on the second floor.
+Learning rate, batch size, number of epochs and the random seed control how training runs.
+She wrote the report, checked every figure twice, and sent it to the whole team on Friday.
 """
 
 _JSON = """\
@@ -38,7 +53,15 @@ _JSON = """\
 {"sentiment": "positive", "score": 0.93, "labels": ["happy", "calm"], "error": null}
 {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Berlin"}}}
 {"tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup"}}]}
+<tool_call>{"name": "get_weather", "arguments": {"city": "Berlin", "unit": "celsius"}}</tool_call>
 {"answer": "Paris", "confidence": "high", "sources": [], "meta": {"lang": "en"}}
+{"invoice": "INV-0042", "total": 129.5, "currency": "EUR", "due_date": "2024-07-01"}
+{"object": "chat.completion", "model": "tiny", "choices": [{"index": 0, "finish_reason": "stop"}]}
+{"role": "assistant", "content": "Hello! How can I help you today?", "usage": {"prompt_tokens": 12}}
+{"review": "great product", "label": "positive", "reason": "the customer is satisfied"}
+{"error": {"message": "model not found", "type": "invalid_request_error", "code": 404}}
+{"job": {"id": "ftjob-abc123", "status": "running", "hyperparameters": {"n_epochs": 3}}}
+{"user": {"email": "bob@example.com", "roles": ["viewer"], "created_at": 1717171717}}
 """
 
 # ChatML. Tools render in a leading system block and tool calls as JSON inside the
@@ -50,17 +73,17 @@ CHAT_TEMPLATE = (
     "{%- if p is mapping and p.get('type') == 'text' -%}{{ p['text'] }}{%- endif -%}"
     "{%- endfor -%}{%- endif -%}"
     "{%- endmacro -%}"
-    "{%- if tools -%}<|im_start|>system\nTools:\n"
-    "{%- for t in tools %}\n{{ t | tojson }}{%- endfor %}<|im_end|>\n{% endif -%}"
-    "{%- for m in messages -%}<|im_start|>{{ m['role'] }}\n{{ text(m.get('content')) }}"
+    "{%- if tools -%}<|im_start|>system{{ NL }}Tools:"
+    "{%- for t in tools -%}{{ NL }}{{ t | tojson }}{%- endfor -%}<|im_end|>{{ NL }}{%- endif -%}"
+    "{%- for m in messages -%}<|im_start|>{{ m['role'] }}{{ NL }}{{ text(m.get('content')) }}"
     "{%- for tc in m.get('tool_calls') or [] -%}"
     "{%- set f = tc['function'] if tc['function'] is defined else tc -%}"
     "{%- set a = f.get('arguments', {}) -%}"
-    '\n<tool_call>{"name": {{ f["name"] | tojson }}, "arguments": '
+    '{{ NL }}<tool_call>{"name": {{ f["name"] | tojson }}, "arguments": '
     "{{ a if a is string else a | tojson }}}</tool_call>"
-    "{%- endfor -%}<|im_end|>\n{% endfor -%}"
-    "{%- if add_generation_prompt -%}<|im_start|>assistant\n{% endif -%}"
-)
+    "{%- endfor -%}<|im_end|>{{ NL }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant{{ NL }}{%- endif -%}"
+).replace("NL", "'\\n'")
 
 
 def _train_tokenizer() -> PreTrainedTokenizerFast:
@@ -89,7 +112,10 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_tiny_model(dest: pathlib.Path) -> pathlib.Path:
-    """Write tokenizer, config, float32 safetensors weights and generation config to `dest`."""
+    """Write tokenizer, chat template, config, bf16 safetensors weights and generation config.
+
+    bf16 is what vLLM on CPU runs (it casts float32 checkpoints, warning per tensor).
+    """
     dest = pathlib.Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer()
@@ -108,10 +134,10 @@ def build_tiny_model(dest: pathlib.Path) -> pathlib.Path:
         bos_token_id=None,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
-        dtype="float32",
+        dtype="bfloat16",
     )
     torch.manual_seed(SEED)
-    model = LlamaForCausalLM(config).to(torch.float32).eval()
+    model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
@@ -119,5 +145,6 @@ def build_tiny_model(dest: pathlib.Path) -> pathlib.Path:
     cfg_path = dest / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg.setdefault("chat_template", CHAT_TEMPLATE)
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     cfg_path.write_text(json.dumps(cfg, indent=2))
     return dest

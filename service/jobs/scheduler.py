@@ -69,10 +69,12 @@ class JobScheduler:
         self._runs: dict[str, TrainerRun] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._recover)
         self._loop_task = asyncio.create_task(self._loop(), name="job-scheduler")
 
@@ -89,11 +91,18 @@ class JobScheduler:
             with contextlib.suppress(ProcessLookupError):
                 run.process.kill()
 
+    # notify() and cancel() are called from request handlers' worker threads: hop onto the loop.
+
     def notify(self) -> None:
-        self._wake.set()
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self._wake.set)
 
     def cancel(self, job_id: str) -> None:
         """Stop the job's trainer, if one runs; the job's state was already changed by the caller."""
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self._stop_trainer, job_id)
+
+    def _stop_trainer(self, job_id: str) -> None:
         run = self._runs.get(job_id)
         if run is not None:
             run.terminate()

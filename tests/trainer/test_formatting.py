@@ -50,7 +50,9 @@ def test_weight_zero_turn_carries_no_loss(tokenizer: Any) -> None:
 
 
 def test_labels_align_with_input_ids(tokenizer: Any) -> None:
-    example = ChatExample(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    example = ChatExample(
+        messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    )
     tokenized = tokenize_example(tokenizer, example)
     assert len(tokenized.input_ids) == len(tokenized.labels)
     for token, label in zip(tokenized.input_ids, tokenized.labels, strict=True):
