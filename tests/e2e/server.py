@@ -1,0 +1,81 @@
+"""Starting a real opentune server (uvicorn + managed vLLM on CPU) as a subprocess, for tests and bench."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+class ServerStartError(Exception):
+    pass
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    startup_s: float
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_server(
+    model_dir: Path, served_name: str, data_dir: Path, api_key: str, timeout_s: float = 600
+) -> Iterator[Server]:
+    """A server on a free port, ready (its engine answers) when this yields; stopped afterwards."""
+    log_path = data_dir / "server.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "OPENTUNE_API_KEY": api_key,
+        "OPENTUNE_ENGINE_MAX_MODEL_LEN": "1024",
+        "OPENTUNE_ENGINE_CPU_KVCACHE_GIB": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "service", "serve", "--model", str(model_dir)]
+    command += ["--served-model-name", served_name, "--port", str(port), "--data-dir", str(data_dir)]
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(f"http://127.0.0.1:{port}", data_dir, log_path, process, 0.0)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise ServerStartError(f"server exited with {process.returncode}:\n{server.log_tail()}")
+            if time.monotonic() - started > timeout_s:
+                raise ServerStartError(f"server not ready after {timeout_s} s:\n{server.log_tail()}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        server.startup_s = time.monotonic() - started
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
