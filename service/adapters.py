@@ -44,10 +44,16 @@ class AdapterRegistry:
             logger.info("Loaded adapter %s from %s", name, path)
 
     async def unload(self, name: str) -> None:
+        """Unload if loaded; an engine that no longer knows the adapter (it restarted) is fine."""
         async with self._locks[name]:
-            if name in self._loaded:
+            if name not in self._loaded:
+                return
+            try:
                 await self.engine.unload_adapter(name)
-                self._loaded.discard(name)
+            except EngineError as exc:
+                if exc.status_code != 404:
+                    raise
+            self._loaded.discard(name)
 
 
 def _already_loaded(exc: EngineError) -> bool:

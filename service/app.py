@@ -23,10 +23,11 @@ from service.engine.process import ManagedEngine
 from service.errors import install_error_handlers
 from service.files import FileStore
 from service.ids import random_token
+from service.jobs.checkpoints import CheckpointStore
 from service.jobs.scheduler import JobScheduler
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
-from service.store import Database
+from service.store.database import open_database
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url)
-        db.create_schema()
+        db = open_database(settings)
         base_path = model_path or resolve_model_path(settings.model)
 
         managed: ManagedEngine | None = None
@@ -58,13 +58,15 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
 
         files = FileStore(db, data_dir / "files")
         jobs = JobStore(db)
-        catalog = ModelCatalog(settings, db, started_at=int(time.time()))
+        checkpoints = CheckpointStore(db)
         adapters = AdapterRegistry(engine)
-        scheduler = JobScheduler(settings, jobs, files, adapters, base_path)
+        catalog = ModelCatalog(settings, db, jobs, checkpoints, adapters, started_at=int(time.time()))
+        scheduler = JobScheduler(settings, jobs, checkpoints, files, adapters, base_path)
         app.state.components = Components(
-            keys=KeyRing(settings),
+            keys=KeyRing(settings, db),
             files=files,
             jobs=jobs,
+            checkpoints=checkpoints,
             fine_tuning=FineTuningService(jobs, files, catalog, scheduler),
             catalog=catalog,
             engine=engine,

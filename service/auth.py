@@ -1,39 +1,85 @@
-"""API keys. When a key is configured, every /v1 request must carry it as a bearer token.
+"""API keys and the organizations they belong to.
 
-Keys are compared by their SHA-256 digests in constant time; a key is never logged.
+A key is required on every /v1 request as soon as one exists: `OPENTUNE_API_KEY` (a key of the
+`default` organization) or any key made with `opentune keys create --org NAME`. Only SHA-256
+digests are stored; keys are never logged. Without any key the server is open, as one organization.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import time
 from dataclasses import dataclass
+
+from sqlalchemy import select
 
 from service.config import Settings
 from service.errors import AuthenticationFailed
+from service.ids import new_id, random_token
+from service.store import ApiKeyRow, Database
+
+ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+KEY_PREFIX = "sk-ot-"
 
 
 @dataclass(frozen=True)
 class Principal:
     organization_id: str
 
+    @property
+    def organization(self) -> str:
+        """The organization's name, as it appears in `ft:` model names."""
+        return self.organization_id.removeprefix("org-")
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def organization_id(name: str) -> str:
+    if not ORG_NAME.match(name):
+        raise ValueError(
+            f"invalid organization name {name!r}: use 1-64 lowercase letters, digits, '-' or '_'"
+        )
+    return f"org-{name}"
+
+
+def create_api_key(db: Database, organization: str) -> str:
+    """A new key for the organization; the plain key is returned once and not stored."""
+    org_id = organization_id(organization)
+    key = KEY_PREFIX + random_token(40)
+    with db.session() as session:
+        session.add(
+            ApiKeyRow(
+                id=new_id("key"),
+                organization_id=org_id,
+                key_hash=hash_key(key),
+                hint=key[: len(KEY_PREFIX) + 4],
+                created_at=int(time.time()),
+            )
+        )
+    return key
+
+
 class KeyRing:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.db = db
         self._default_org = settings.organization_id
         secret = settings.api_key.get_secret_value() if settings.api_key else None
-        self._hashes = {hash_key(secret): settings.organization_id} if secret else {}
+        self._env_hash = hash_key(secret) if secret else None
 
-    @property
-    def required(self) -> bool:
-        return bool(self._hashes)
+    def _stored_org(self, digest: str) -> str | None:
+        with self.db.session() as session:
+            return session.scalar(select(ApiKeyRow.organization_id).where(ApiKeyRow.key_hash == digest))
+
+    def _any_stored(self) -> bool:
+        with self.db.session() as session:
+            return session.scalar(select(ApiKeyRow.id).limit(1)) is not None
 
     def authenticate(self, authorization: str | None) -> Principal:
-        if not self.required:
+        if self._env_hash is None and not self._any_stored():
             return Principal(self._default_org)
         if not authorization:
             raise AuthenticationFailed(
@@ -45,7 +91,10 @@ class KeyRing:
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthenticationFailed("The Authorization header must be 'Bearer YOUR_KEY'.")
         digest = hash_key(key.strip())
-        for known, org in self._hashes.items():
-            if hmac.compare_digest(known, digest):
-                return Principal(org)
-        raise AuthenticationFailed("Incorrect API key provided.")
+        if self._env_hash is not None and hmac.compare_digest(self._env_hash, digest):
+            return Principal(self._default_org)
+        # Looked up by digest: the index compares digests, which reveal nothing about the key.
+        org = self._stored_org(digest)
+        if org is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        return Principal(org)

@@ -23,13 +23,40 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", help="folder for the database, files and adapters (default ./data)")
     serve.add_argument("--engine-url", help="use an already running vLLM server instead of starting one")
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create an API key for an organization and print it (shown once)")
+    create.add_argument("--org", required=True, help="organization name (lowercase letters, digits, - and _)")
+    create.add_argument("--data-dir", help="the server's data folder (default ./data)")
     return parser
+
+
+def _create_key(settings: Settings, organization: str) -> None:
+    from service.auth import create_api_key
+    from service.store.database import open_database
+
+    db = open_database(settings)
+    try:
+        key = create_api_key(db, organization)
+    except ValueError as exc:
+        sys.stderr.write(f"opentune: {exc}\n")
+        sys.exit(2)
+    finally:
+        db.close()
+    sys.stdout.write(key + "\n")
+    sys.stderr.write(f"Created an API key for organization '{organization}'. It is shown only once.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "keys_command", "org")}
+    overrides: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     settings = Settings(**overrides)
+    if args.command == "keys":
+        _create_key(settings, args.org)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         model_path = resolve_model_path(settings.model)

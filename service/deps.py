@@ -12,6 +12,7 @@ from service.auth import KeyRing, Principal
 from service.catalog import ModelCatalog
 from service.engine.client import EngineClient
 from service.files import FileStore
+from service.jobs.checkpoints import CheckpointStore
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
 
@@ -21,6 +22,7 @@ class Components:
     keys: KeyRing
     files: FileStore
     jobs: JobStore
+    checkpoints: CheckpointStore
     fine_tuning: FineTuningService
     catalog: ModelCatalog
     engine: EngineClient

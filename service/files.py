@@ -7,16 +7,32 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from service.errors import InvalidRequest, NotFound
 from service.ids import new_id
+from service.pagination import paginate
 from service.protocol.common import CursorPage, DeletedObject
 from service.protocol.files import UPLOADABLE_PURPOSES, FileObject
 from service.store import Database, FileRow
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _CHUNK = 1024 * 1024
+EXPIRY_RANGE_S = (3600, 2_592_000)
+
+
+def parse_expires_after(anchor: str | None, seconds: int | None) -> int | None:
+    """Seconds until expiry from `expires_after[anchor]` / `[seconds]`, as OpenAI (anchor created_at)."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise InvalidRequest("expires_after[anchor] must be 'created_at'.", param="expires_after.anchor")
+    low, high = EXPIRY_RANGE_S
+    if seconds is None or not low <= seconds <= high:
+        raise InvalidRequest(
+            f"expires_after[seconds] must be between {low} and {high}.", param="expires_after.seconds"
+        )
+    return seconds
 
 
 class FileStore:
@@ -29,8 +45,17 @@ class FileStore:
         # Ids are generated here ([A-Za-z0-9-]), so this cannot leave blob_dir.
         return self.blob_dir / file_id
 
-    def create(self, org_id: str, stream: BinaryIO, filename: str, purpose: str) -> FileObject:
-        if purpose not in UPLOADABLE_PURPOSES:
+    def create(
+        self,
+        org_id: str,
+        stream: BinaryIO,
+        filename: str,
+        purpose: str,
+        expires_after_s: int | None = None,
+        internal: bool = False,
+    ) -> FileObject:
+        """Store a file; `internal` files (results the server writes) may use output purposes."""
+        if not internal and purpose not in UPLOADABLE_PURPOSES:
             raise InvalidRequest(
                 f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOADABLE_PURPOSES)}.",
                 param="purpose",
@@ -53,10 +78,12 @@ class FileStore:
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)
+        now = int(time.time())
         row = FileRow(
             id=file_id,
             organization_id=org_id,
-            created_at=int(time.time()),
+            created_at=now,
+            expires_at=now + expires_after_s if expires_after_s else None,
             filename=_display_name(filename),
             purpose=purpose,
             bytes=size,
@@ -73,14 +100,22 @@ class FileStore:
     def create_from_path(self, org_id: str, source: Path, filename: str, purpose: str) -> FileObject:
         """Store a file the server produced itself (e.g. a result CSV)."""
         with source.open("rb") as stream:
-            return self.create(org_id, stream, filename, purpose)
+            return self.create(org_id, stream, filename, purpose, internal=True)
 
     def get(self, org_id: str, file_id: str) -> FileRow:
         with self.db.session() as session:
             row = session.get(FileRow, file_id)
+        if row is not None and _expired(row):
+            self._remove(row)
+            row = None
         if row is None or row.organization_id != org_id:
             raise NotFound(f"No such File object: {file_id}", param="id", code="file_not_found")
         return row
+
+    def _remove(self, row: FileRow) -> None:
+        with self.db.session() as session:
+            session.execute(delete(FileRow).where(FileRow.id == row.id))
+        self.path_of(row.id).unlink(missing_ok=True)
 
     def retrieve(self, org_id: str, file_id: str) -> FileObject:
         return to_wire(self.get(org_id, file_id))
@@ -93,26 +128,24 @@ class FileStore:
             query = select(FileRow).where(FileRow.organization_id == org_id)
             if purpose:
                 query = query.where(FileRow.purpose == purpose)
-            rows = list(session.scalars(query))
+            rows = [r for r in session.scalars(query) if not _expired(r)]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=descending)
-        if after:
-            ids = [r.id for r in rows]
-            rows = rows[ids.index(after) + 1 :] if after in ids else []
-        page = rows[:limit]
+        page, has_more = paginate(rows, after, limit, lambda r: r.id)
         data = [to_wire(r) for r in page]
         return CursorPage[FileObject](
             data=data,
-            has_more=len(rows) > limit,
+            has_more=has_more,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
         )
 
     def delete(self, org_id: str, file_id: str) -> DeletedObject:
-        row = self.get(org_id, file_id)
-        with self.db.session() as session:
-            session.delete(session.merge(row))
-        self.path_of(file_id).unlink(missing_ok=True)
+        self._remove(self.get(org_id, file_id))
         return DeletedObject(id=file_id, object="file", deleted=True)
+
+
+def _expired(row: FileRow) -> bool:
+    return row.expires_at is not None and row.expires_at <= time.time()
 
 
 def _display_name(filename: str) -> str:

@@ -10,6 +10,6 @@ def random_token(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-def new_id(prefix: str, length: int = 24) -> str:
-    """`new_id("file")` -> `file-AbC...`. OpenAI's prefixes: file-, ftjob-, ftevent-."""
-    return f"{prefix}-{random_token(length)}"
+def new_id(prefix: str, length: int = 24, separator: str = "-") -> str:
+    """`new_id("file")` -> `file-AbC...`. OpenAI's prefixes: file-, ftjob-, ftevent-, ftckpt_."""
+    return f"{prefix}{separator}{random_token(length)}"

@@ -1,7 +1,8 @@
 """The trainer's output protocol: one JSON object per line.
 
-Kinds: `message` (level, message), `metrics` (step, total_steps, train_loss, ...), `error` (code,
-message, param), `result` (adapter_dir, trained_tokens), `stopped` (step). The gateway turns them
+Kinds: `message` (level, message), `metrics` (step, total_steps, train_loss, ...), `checkpoint`
+(step, path, epoch_end, metrics, kept_epoch_steps), `error` (code, message, param), `result`
+(adapter_dir, metrics_csv, trained_tokens), `stopped` (step, checkpoint). The gateway turns them
 into job events and state changes; a human running the trainer by hand can read them too.
 """
 
@@ -28,8 +29,20 @@ class EventWriter:
     def error(self, code: str, message: str, param: str | None = None) -> None:
         self.emit("error", code=code, message=message, param=param)
 
-    def result(self, adapter_dir: str, trained_tokens: int) -> None:
-        self.emit("result", adapter_dir=adapter_dir, trained_tokens=trained_tokens)
+    def checkpoint(
+        self, step: int, path: str, epoch_end: bool, metrics: dict[str, Any], kept_epoch_steps: list[int]
+    ) -> None:
+        self.emit(
+            "checkpoint",
+            step=step,
+            path=path,
+            epoch_end=epoch_end,
+            metrics=metrics,
+            kept_epoch_steps=kept_epoch_steps,
+        )
 
-    def stopped(self, step: int) -> None:
-        self.emit("stopped", step=step)
+    def result(self, adapter_dir: str, metrics_csv: str, trained_tokens: int) -> None:
+        self.emit("result", adapter_dir=adapter_dir, metrics_csv=metrics_csv, trained_tokens=trained_tokens)
+
+    def stopped(self, step: int, checkpoint: str | None) -> None:
+        self.emit("stopped", step=step, checkpoint=checkpoint)

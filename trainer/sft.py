@@ -2,53 +2,55 @@
 
 from __future__ import annotations
 
+import math
 import threading
+from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, TrainerCallback, set_seed
+from transformers import AutoTokenizer, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from trainer.data import load_chat_examples
 from trainer.events import EventWriter
 from trainer.formatting import tokenize_example
 from trainer.model import compute_dtype, load_base_model, lora_config
+from trainer.progress import MetricsTable, ProgressCallback
 from trainer.spec import TrainingSpec
 
 
-class EventCallback(TrainerCallback):
-    """Reports each logged step as a metrics event and stops training when asked (SIGTERM)."""
-
-    def __init__(self, events: EventWriter, stop_requested: threading.Event) -> None:
-        self.events = events
-        self.stop_requested = stop_requested
-
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any
-    ) -> None:
-        if not logs or "loss" not in logs:
-            return
-        self.events.metrics(
-            step=state.global_step,
-            total_steps=state.max_steps,
-            train_loss=logs["loss"],
-            train_mean_token_accuracy=logs.get("mean_token_accuracy"),
-        )
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        if self.stop_requested.is_set():
-            control.should_training_stop = True
+def build_dataset(tokenizer: Any, path: Path, param: str, max_length: int) -> tuple[Dataset, int]:
+    """The tokenized examples of one file and their token count."""
+    examples = load_chat_examples(path, param)
+    rows = [tokenize_example(tokenizer, ex, max_length) for ex in examples]
+    columns = {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
+    return Dataset.from_dict(columns), sum(len(r.input_ids) for r in rows)
 
 
-def build_dataset(tokenizer: Any, spec: TrainingSpec) -> tuple[Dataset, int]:
-    """The tokenized training set and its token count (what one epoch trains on)."""
-    examples = load_chat_examples(spec.training_file)
-    rows = [tokenize_example(tokenizer, ex, spec.max_seq_length) for ex in examples]
-    dataset = Dataset.from_dict(
-        {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
+def sft_config(spec: TrainingSpec, total_steps: int, has_validation: bool) -> SFTConfig:
+    eval_steps = max(1, total_steps // spec.evaluations_per_job)
+    return SFTConfig(
+        output_dir=str(spec.checkpoints_dir),
+        num_train_epochs=spec.n_epochs,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        # One checkpoint per epoch (adapter, optimizer, scheduler, RNG); ProgressCallback prunes them.
+        save_strategy="epoch",
+        eval_strategy="steps" if has_validation else "no",
+        eval_steps=eval_steps if has_validation else None,
+        report_to=[],
+        seed=spec.seed,
+        data_seed=spec.seed,
+        max_length=spec.max_seq_length,
+        bf16=compute_dtype() == torch.bfloat16,
+        gradient_checkpointing=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
-    return dataset, sum(len(r.input_ids) for r in rows)
 
 
 def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
@@ -56,39 +58,46 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dataset, tokens_per_epoch = build_dataset(tokenizer, spec)
-    events.message(f"Training on {len(dataset)} examples ({tokens_per_epoch} tokens per epoch)")
-
-    model = load_base_model(spec)
-    config = SFTConfig(
-        output_dir=str(spec.output_dir / "trainer"),
-        num_train_epochs=spec.n_epochs,
-        per_device_train_batch_size=spec.batch_size,
-        learning_rate=spec.learning_rate,
-        lr_scheduler_type="linear",
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=spec.seed,
-        max_length=spec.max_seq_length,
-        bf16=compute_dtype() == torch.bfloat16,
-        gradient_checkpointing=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+    train, tokens_per_epoch = build_dataset(
+        tokenizer, spec.training_file, "training_file", spec.max_seq_length
     )
+    valid = None
+    if spec.validation_file:
+        valid, _ = build_dataset(tokenizer, spec.validation_file, "validation_file", spec.max_seq_length)
+    steps_per_epoch = math.ceil(len(train) / spec.batch_size)
+    total_steps = steps_per_epoch * spec.n_epochs
+    events.message(
+        f"Training on {len(train)} examples ({tokens_per_epoch} tokens per epoch, {total_steps} steps)"
+    )
+
+    resume_step = None
+    if spec.resume_from_checkpoint:
+        resume_step = int(spec.resume_from_checkpoint.name.rsplit("-", 1)[-1])
+        events.message(f"Resuming from the checkpoint at step {resume_step}")
+    table = MetricsTable(spec.metrics_csv, resume_step)
+    progress = ProgressCallback(events, table, stop_requested, steps_per_epoch, spec.keep_epoch_checkpoints)
     trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=dataset,
+        model=load_base_model(spec),
+        args=sft_config(spec, total_steps, valid is not None),
+        train_dataset=train,
+        eval_dataset=valid,
         processing_class=tokenizer,
         peft_config=lora_config(spec.lora),
-        callbacks=[EventCallback(events, stop_requested)],
+        callbacks=[progress],
     )
-    trainer.train()
+    trainer.train(
+        resume_from_checkpoint=str(spec.resume_from_checkpoint) if spec.resume_from_checkpoint else None
+    )
     if stop_requested.is_set():
-        events.stopped(step=trainer.state.global_step)
+        events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
         return
-    spec.adapter_dir.mkdir(parents=True, exist_ok=True)
+    if valid is not None and trainer.state.global_step % max(1, total_steps // spec.evaluations_per_job):
+        trainer.evaluate()  # the final validation, when the last step was not an evaluation step
+    table.write()
     # Writes the adapter and the tokenizer, so the chat template used in training travels with it.
     trainer.save_model(str(spec.adapter_dir))
-    events.result(adapter_dir=str(spec.adapter_dir), trained_tokens=tokens_per_epoch * spec.n_epochs)
+    events.result(
+        adapter_dir=str(spec.adapter_dir),
+        metrics_csv=str(spec.metrics_csv),
+        trained_tokens=tokens_per_epoch * spec.n_epochs,
+    )

@@ -4,6 +4,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from service.deps import ComponentsDep, PrincipalDep
+from service.files import parse_expires_after
 from service.protocol.common import CursorPage, DeletedObject
 from service.protocol.files import FileObject
 
@@ -16,9 +17,12 @@ def create_file(
     who: PrincipalDep,
     file: Annotated[UploadFile, File()],
     purpose: Annotated[str, Form()],
+    expires_anchor: Annotated[str | None, Form(alias="expires_after[anchor]")] = None,
+    expires_seconds: Annotated[int | None, Form(alias="expires_after[seconds]")] = None,
 ) -> FileObject:
     """Upload a file (multipart); it is stored as given and `processed` at once."""
-    return c.files.create(who.organization_id, file.file, file.filename or "upload", purpose)
+    expires_after = parse_expires_after(expires_anchor, expires_seconds)
+    return c.files.create(who.organization_id, file.file, file.filename or "upload", purpose, expires_after)
 
 
 @router.get("/files")

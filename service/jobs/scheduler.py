@@ -22,8 +22,9 @@ from service.adapters import AdapterLoadError, AdapterRegistry
 from service.config import Settings
 from service.errors import EngineUnavailable
 from service.files import FileStore
+from service.jobs.checkpoints import CheckpointStore
 from service.jobs.hyperparameters import resolve_hyperparameters
-from service.jobs.naming import fine_tuned_model_name
+from service.jobs.naming import checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.processes import die_with_parent
@@ -55,12 +56,14 @@ class JobScheduler:
         self,
         settings: Settings,
         jobs: JobStore,
+        checkpoints: CheckpointStore,
         files: FileStore,
         adapters: AdapterRegistry,
         base_model_path: Path,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
+        self.checkpoints = checkpoints
         self.files = files
         self.adapters = adapters
         self.base_model_path = base_model_path
@@ -97,8 +100,9 @@ class JobScheduler:
         if self._event_loop is not None:
             self._event_loop.call_soon_threadsafe(self._wake.set)
 
-    def cancel(self, job_id: str) -> None:
-        """Stop the job's trainer, if one runs; the job's state was already changed by the caller."""
+    def stop_trainer(self, job_id: str) -> None:
+        """Ask the job's trainer, if one runs, to checkpoint and exit (SIGTERM); the caller already
+        changed the job's state (paused, cancelled)."""
         if self._event_loop is not None:
             self._event_loop.call_soon_threadsafe(self._stop_trainer, job_id)
 
@@ -114,15 +118,15 @@ class JobScheduler:
                 run.process.kill()
 
     def _recover(self) -> None:
-        """Jobs left `running` by a previous server process cannot be re-attached to: fail them clearly."""
+        """Jobs left `running` by a previous server process go back to the queue and continue from
+        their last checkpoint (their trainer got SIGTERM when the server died, and saved one)."""
         for job_id in self.jobs.ids_in_status(JobStatus.RUNNING):
-            error = {
-                "code": "server_restarted",
-                "message": "The server stopped while this job was running; create the job again.",
-                "param": None,
-            }
-            if self.jobs.transition(job_id, JobStatus.FAILED, error=error):
-                self.jobs.add_event(job_id, str(error["message"]), level="error")
+            checkpoint = latest_checkpoint(self.jobs_dir / job_id / "output" / "checkpoints")
+            if self.jobs.transition(job_id, JobStatus.QUEUED, resume_checkpoint=checkpoint):
+                where = f"from {Path(checkpoint).name}" if checkpoint else "from the start"
+                self.jobs.add_event(
+                    job_id, f"The server restarted during training; the job continues {where}"
+                )
 
     async def _loop(self) -> None:
         while True:
@@ -153,7 +157,9 @@ class JobScheduler:
         except OSError as exc:
             self._fail(job_id, "invalid_training_file", f"The training file could not be read: {exc}", None)
             return
-        if self.jobs.transition(job_id, JobStatus.QUEUED, n_training_examples=len(examples)):
+        if self.jobs.transition(
+            job_id, JobStatus.QUEUED, {JobStatus.VALIDATING_FILES}, n_training_examples=len(examples)
+        ):
             self.jobs.add_event(job_id, "Files validated, moving job to queued state")
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None) -> None:
@@ -184,6 +190,7 @@ class JobScheduler:
                 batch_size=resolved.batch_size,
                 learning_rate=resolved.learning_rate,
                 seed=job.seed,
+                resume_from_checkpoint=_existing(job.resume_checkpoint),
             )
             await self._spawn(job, spec, job_dir)
 
@@ -213,7 +220,8 @@ class JobScheduler:
         try:
             assert run.process.stdout is not None
             async for raw in run.process.stdout:
-                await asyncio.to_thread(self._on_trainer_line, run, raw)
+                for stale in await asyncio.to_thread(self._on_trainer_line, job, run, raw):
+                    await self.adapters.unload(stale)
             returncode = await run.process.wait()
             await self._finish(job, run, returncode, job_dir)
         except Exception:
@@ -223,24 +231,41 @@ class JobScheduler:
             self._runs.pop(job.id, None)
             self.notify()
 
-    def _on_trainer_line(self, run: TrainerRun, raw: bytes) -> None:
+    def _on_trainer_line(self, job: JobRow, run: TrainerRun, raw: bytes) -> list[str]:
+        """Record one trainer event; returns names of checkpoint models that no longer exist."""
         try:
             event = json.loads(raw)
         except json.JSONDecodeError:
             logger.debug("Trainer %s printed: %s", run.job_id, raw[:200])
-            return
+            return []
         kind = event.get("event")
         if kind == "message":
             self.jobs.add_event(run.job_id, str(event.get("message")), level=event.get("level", "info"))
         elif kind == "metrics":
             self._on_metrics(run, event)
+        elif kind == "checkpoint":
+            return self._on_checkpoint(job, event)
         elif kind in ("result", "error"):
             run.outcome = event
+        return []
+
+    def _on_checkpoint(self, job: JobRow, event: dict[str, Any]) -> list[str]:
+        step = int(event["step"])
+        self.jobs.update_fields(job.id, resume_checkpoint=str(event["path"]))
+        if event.get("epoch_end"):
+            name = checkpoint_model_name(job.model_name, step)
+            self.checkpoints.add(
+                job.id, job.organization_id, step, name, str(event["path"]), event["metrics"]
+            )
+            self.jobs.add_event(job.id, f"Checkpoint created at step {step}: {name}")
+        return self.checkpoints.prune(job.id, [int(s) for s in event.get("kept_epoch_steps", [])])
 
     def _on_metrics(self, run: TrainerRun, event: dict[str, Any]) -> None:
         step, total = int(event["step"]), int(event["total_steps"])
-        data = {k: event.get(k) for k in ("step", "total_steps", "train_loss", "train_mean_token_accuracy")}
+        data = {k: v for k, v in event.items() if k != "event" and v is not None}
         message = f"Step {step}/{total}: training loss={float(event['train_loss']):.4f}"
+        if "valid_loss" in data:
+            message += f", validation loss={float(data['valid_loss']):.4f}"
         self.jobs.add_event(run.job_id, message, type_="metrics", data=data)
         if step > 0:
             elapsed = time.monotonic() - run.started_at
@@ -251,7 +276,7 @@ class JobScheduler:
     async def _finish(self, job: JobRow, run: TrainerRun, returncode: int, job_dir: Path) -> None:
         outcome = run.outcome or {}
         if outcome.get("event") == "result" and returncode == 0:
-            await self._succeed(job, str(outcome["adapter_dir"]), int(outcome["trained_tokens"]))
+            await self._succeed(job, outcome)
         elif outcome.get("event") == "error":
             self._fail(job.id, str(outcome["code"]), str(outcome["message"]), outcome.get("param"))
         else:
@@ -263,22 +288,43 @@ class JobScheduler:
                 None,
             )
 
-    async def _succeed(self, job: JobRow, adapter_dir: str, trained_tokens: int) -> None:
-        name = fine_tuned_model_name(job.model, job.organization_id.removeprefix("org-"), job.suffix)
+    async def _succeed(self, job: JobRow, result: dict[str, Any]) -> None:
+        name, adapter_dir = job.model_name, str(result["adapter_dir"])
         try:
             # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
             await self.adapters.ensure_loaded(name, adapter_dir)
         except (AdapterLoadError, EngineUnavailable) as exc:
             self._fail(job.id, "adapter_load_failed", f"The trained adapter could not be served: {exc}", None)
             return
+        results = await asyncio.to_thread(
+            self.files.create_from_path,
+            job.organization_id,
+            Path(str(result["metrics_csv"])),
+            "step_metrics.csv",
+            "fine-tune-results",
+        )
         if self.jobs.transition(
             job.id,
             JobStatus.SUCCEEDED,
             fine_tuned_model=name,
             adapter_path=adapter_dir,
-            trained_tokens=trained_tokens,
+            trained_tokens=int(result["trained_tokens"]),
+            result_files=[results.id],
         ):
             self.jobs.add_event(job.id, f"New fine-tuned model created: {name}")
             self.jobs.add_event(job.id, "The job has successfully completed")
         else:
             await self.adapters.unload(name)
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> str | None:
+    """The highest-step complete checkpoint folder (one with trainer_state.json), if any."""
+    if not checkpoints_dir.is_dir():
+        return None
+    complete = [p for p in checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    best = max(complete, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
+    return str(best) if best else None
+
+
+def _existing(path: str | None) -> Path | None:
+    return Path(path) if path and Path(path).is_dir() else None

@@ -9,7 +9,7 @@ from service.catalog import ModelCatalog
 from service.errors import InvalidRequest, NotFound
 from service.files import FileStore
 from service.ids import new_id
-from service.jobs.naming import SUFFIX_PATTERN
+from service.jobs.naming import SUFFIX_PATTERN, fine_tuned_model_name
 from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore, to_wire
@@ -46,12 +46,14 @@ class FineTuningService:
                 param="suffix",
             )
         _check_metadata(request.metadata)
+        organization = org_id.removeprefix("org-")
         row = JobRow(
             id=new_id("ftjob"),
             organization_id=org_id,
             created_at=int(time.time()),
             status=JobStatus.VALIDATING_FILES.value,
             model=request.model,
+            model_name=fine_tuned_model_name(request.model, organization, request.suffix),
             training_file=request.training_file,
             validation_file=request.validation_file,
             suffix=request.suffix,
@@ -84,16 +86,48 @@ class FineTuningService:
     def retrieve(self, org_id: str, job_id: str) -> FineTuningJob:
         return to_wire(self.jobs.get(org_id, job_id))
 
-    def cancel(self, org_id: str, job_id: str) -> FineTuningJob:
-        job = self.jobs.get(org_id, job_id)
-        if not self.jobs.transition(job_id, JobStatus.CANCELLED):
+    def _move(
+        self,
+        org_id: str,
+        job_id: str,
+        target: JobStatus,
+        verb: str,
+        event: str,
+        only_from: set[JobStatus] | None = None,
+    ) -> FineTuningJob:
+        """Apply a user-requested transition; 400 (never 409, which the SDK retries) when not allowed."""
+        self.jobs.get(org_id, job_id)
+        if not self.jobs.transition(job_id, target, only_from):
             current = self.jobs.get(org_id, job_id).status
             raise InvalidRequest(
-                f"Job {job_id} is {current} and can no longer be cancelled.", param="fine_tuning_job_id"
+                f"Job {job_id} is {current} and cannot be {verb}.", param="fine_tuning_job_id"
             )
-        self.jobs.add_event(job.id, "Job was cancelled")
-        self.scheduler.cancel(job_id)
+        self.jobs.add_event(job_id, event)
         return to_wire(self.jobs.get(org_id, job_id))
+
+    def cancel(self, org_id: str, job_id: str) -> FineTuningJob:
+        job = self._move(org_id, job_id, JobStatus.CANCELLED, "cancelled", "Job was cancelled")
+        self.scheduler.stop_trainer(job_id)
+        return job
+
+    def pause(self, org_id: str, job_id: str) -> FineTuningJob:
+        """running -> paused: the trainer saves a checkpoint and exits."""
+        job = self._move(org_id, job_id, JobStatus.PAUSED, "paused", "Fine-tuning job paused")
+        self.scheduler.stop_trainer(job_id)
+        return job
+
+    def resume(self, org_id: str, job_id: str) -> FineTuningJob:
+        """paused -> queued; the trainer continues from the pause checkpoint when it starts again."""
+        job = self._move(
+            org_id,
+            job_id,
+            JobStatus.QUEUED,
+            "resumed",
+            "Fine-tuning job resumed",
+            only_from={JobStatus.PAUSED},
+        )
+        self.scheduler.notify()
+        return job
 
 
 def _method_of(request: CreateFineTuningJobRequest) -> tuple[str, Hyperparameters]:

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from service.errors import NotFound
 from service.ids import new_id
 from service.jobs.states import JobStatus, sources_of
+from service.pagination import paginate
 from service.protocol.common import CursorPage
 from service.protocol.fine_tuning import (
     FineTuningJob,
@@ -44,7 +45,10 @@ class JobStore:
             query = select(JobRow.id).where(JobRow.status == status.value).order_by(JobRow.created_at)
             return list(session.scalars(query))
 
-    def list(self, org_id: str, after: str | None, limit: int) -> CursorPage[FineTuningJob]:
+    def list(
+        self, org_id: str, after: str | None, limit: int, metadata: dict[str, str] | None = None
+    ) -> CursorPage[FineTuningJob]:
+        """Newest first; `metadata` keeps the jobs whose metadata has all these pairs."""
         with self.db.session() as session:
             query = (
                 select(JobRow)
@@ -52,17 +56,20 @@ class JobStore:
                 .order_by(JobRow.created_at.desc(), JobRow.id.desc())
             )
             rows = list(session.scalars(query))
-        if after:
-            ids = [r.id for r in rows]
-            rows = rows[ids.index(after) + 1 :] if after in ids else []
-        return CursorPage[FineTuningJob](data=[to_wire(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        if metadata:
+            rows = [r for r in rows if all((r.job_metadata or {}).get(k) == v for k, v in metadata.items())]
+        page, has_more = paginate(rows, after, limit, lambda r: r.id)
+        return CursorPage[FineTuningJob](data=[to_wire(r) for r in page], has_more=has_more)
 
-    def transition(self, job_id: str, target: JobStatus, **fields: Any) -> bool:
-        """Move the job to `target` if its current state allows it; set `fields` in the same update.
+    def transition(
+        self, job_id: str, target: JobStatus, only_from: set[JobStatus] | None = None, **fields: Any
+    ) -> bool:
+        """Move the job to `target` if its current state allows it (and is in `only_from`, when given);
+        set `fields` in the same update.
 
         Returns False (and changes nothing) when the job is in a state that may not go to `target`.
         """
-        allowed = [s.value for s in sources_of(target)]
+        allowed = [s.value for s in sources_of(target) if only_from is None or s in only_from]
         if target.is_terminal:
             fields.setdefault("finished_at", int(time.time()))
             fields.setdefault("estimated_finish", None)

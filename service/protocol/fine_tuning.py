@@ -7,7 +7,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Auto = Literal["auto"]
-JobStatusLiteral = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+# "paused" is in OpenAI's pause example but not its enum; the SDK passes it through (not in strict mode).
+JobStatusLiteral = Literal[
+    "validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"
+]
 
 
 class Hyperparameters(BaseModel):
@@ -102,3 +105,23 @@ class FineTuningJobEvent(BaseModel):
     message: str
     type: Literal["message", "metrics"] = "message"
     data: dict[str, Any] | None = None
+
+
+class CheckpointMetrics(BaseModel):
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+
+
+class FineTuningJobCheckpoint(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: CheckpointMetrics
+    step_number: int

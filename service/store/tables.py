@@ -45,13 +45,46 @@ class JobRow(Base):
     n_training_examples: Mapped[int | None] = mapped_column(Integer, nullable=True)
     job_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Chosen at creation (checkpoint names derive from it); shown as `fine_tuned_model` on success.
+    model_name: Mapped[str] = mapped_column(String(700), unique=True)
     fine_tuned_model: Mapped[str | None] = mapped_column(String(700), unique=True, nullable=True)
     adapter_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The trainer checkpoint a paused or interrupted job continues from.
+    resume_checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class CheckpointRow(Base):
+    """A per-epoch checkpoint; usable as a model under `fine_tuned_model_checkpoint`."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(720), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+
+
+class ApiKeyRow(Base):
+    """An API key of an organization; only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the key, to tell keys apart in listings without revealing them.
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class EventRow(Base):

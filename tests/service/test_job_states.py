@@ -16,6 +16,10 @@ S = JobStatus
         (S.RUNNING, S.CANCELLED),
         (S.QUEUED, S.CANCELLED),
         (S.VALIDATING_FILES, S.CANCELLED),
+        (S.RUNNING, S.PAUSED),
+        (S.PAUSED, S.QUEUED),
+        (S.PAUSED, S.CANCELLED),
+        (S.RUNNING, S.QUEUED),
     ],
 )
 def test_allowed_transitions(source: JobStatus, target: JobStatus) -> None:
@@ -28,7 +32,9 @@ def test_allowed_transitions(source: JobStatus, target: JobStatus) -> None:
         (S.VALIDATING_FILES, S.RUNNING),
         (S.VALIDATING_FILES, S.SUCCEEDED),
         (S.QUEUED, S.SUCCEEDED),
-        (S.RUNNING, S.QUEUED),
+        (S.QUEUED, S.PAUSED),
+        (S.PAUSED, S.RUNNING),
+        (S.PAUSED, S.FAILED),
         (S.SUCCEEDED, S.CANCELLED),
         (S.CANCELLED, S.SUCCEEDED),
         (S.FAILED, S.RUNNING),
@@ -45,4 +51,4 @@ def test_terminal_states_have_no_way_out() -> None:
 
 
 def test_sources_of_cancelled_are_the_non_terminal_states() -> None:
-    assert sources_of(S.CANCELLED) == {S.VALIDATING_FILES, S.QUEUED, S.RUNNING}
+    assert sources_of(S.CANCELLED) == {S.VALIDATING_FILES, S.QUEUED, S.RUNNING, S.PAUSED}

@@ -7,6 +7,12 @@ from service.jobs.store import JobStore, to_wire
 from service.store import Database, JobRow
 
 
+def _database(tmp_path: Path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.migrate()
+    return db
+
+
 def _job(store: JobStore, status: JobStatus = JobStatus.RUNNING) -> str:
     row = JobRow(
         id="ftjob-test",
@@ -14,6 +20,7 @@ def _job(store: JobStore, status: JobStatus = JobStatus.RUNNING) -> str:
         created_at=1,
         status=status.value,
         model="base",
+        model_name="ft:base:a::12345678",
         training_file="file-x",
         seed=7,
         method_type="supervised",
@@ -26,8 +33,7 @@ def _job(store: JobStore, status: JobStatus = JobStatus.RUNNING) -> str:
 
 
 def test_cancel_after_success_changes_nothing(tmp_path: Path) -> None:
-    store = JobStore(Database(f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    store.db.create_schema()
+    store = JobStore(_database(tmp_path))
     job_id = _job(store)
     assert store.transition(job_id, JobStatus.SUCCEEDED, fine_tuned_model="ft:base:a::12345678")
     assert not store.transition(job_id, JobStatus.CANCELLED)
@@ -37,8 +43,7 @@ def test_cancel_after_success_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_wire_form_keeps_auto_until_resolved(tmp_path: Path) -> None:
-    store = JobStore(Database(f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    store.db.create_schema()
+    store = JobStore(_database(tmp_path))
     job_id = _job(store, JobStatus.QUEUED)
     wire = to_wire(store.get("org-a", job_id))
     assert wire.hyperparameters.n_epochs == "auto"

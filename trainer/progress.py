@@ -1,0 +1,129 @@
+"""What the trainer reports while it runs: metrics events and CSV, checkpoints, stopping on request."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from trainer.events import EventWriter
+
+CSV_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class MetricsTable:
+    """Per-step metrics, in OpenAI's result-file columns. Rewritten whole on each save, so a run
+    resumed from step N keeps rows up to N and continues from there."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path = path
+        self.rows: dict[int, dict[str, Any]] = {}
+        if resume_step is not None and path.exists():
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if int(row["step"]) <= resume_step:
+                        self.rows[int(row["step"])] = row
+
+    def record(self, step: int, **values: Any) -> None:
+        row = self.rows.setdefault(step, {"step": step})
+        row.update({k: v for k, v in values.items() if v is not None})
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        with partial.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, CSV_COLUMNS, restval="", extrasaction="ignore")
+            writer.writeheader()
+            for step in sorted(self.rows):
+                writer.writerow(self.rows[step])
+        partial.replace(self.path)
+
+
+def _checkpoint_steps(checkpoints_dir: Path) -> list[int]:
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in checkpoints_dir.iterdir() if (m := _CHECKPOINT.match(p.name)))
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports steps, validation and checkpoints as events; stops (after a checkpoint) on request."""
+
+    def __init__(
+        self,
+        events: EventWriter,
+        table: MetricsTable,
+        stop_requested: threading.Event,
+        steps_per_epoch: int,
+        keep_epoch_checkpoints: int,
+    ) -> None:
+        self.events = events
+        self.table = table
+        self.stop_requested = stop_requested
+        self.steps_per_epoch = steps_per_epoch
+        self.keep = keep_epoch_checkpoints
+        self.latest: dict[str, Any] = {}
+        self.last_checkpoint: str | None = None
+
+    def _metrics(self, step: int, total: int) -> dict[str, Any]:
+        return {"step": step, "total_steps": total, **self.latest}
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any
+    ) -> None:
+        if not logs or "loss" not in logs:
+            return
+        self.latest["train_loss"] = logs["loss"]
+        self.latest["train_mean_token_accuracy"] = logs.get("mean_token_accuracy")
+        self.table.record(
+            state.global_step, train_loss=logs["loss"], train_accuracy=logs.get("mean_token_accuracy")
+        )
+        self.events.metrics(**self._metrics(state.global_step, state.max_steps))
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **_: Any
+    ) -> None:
+        if not metrics or "eval_loss" not in metrics:
+            return
+        self.latest["valid_loss"] = metrics["eval_loss"]
+        self.latest["valid_mean_token_accuracy"] = metrics.get("eval_mean_token_accuracy")
+        self.table.record(
+            state.global_step,
+            valid_loss=metrics["eval_loss"],
+            valid_mean_token_accuracy=metrics.get("eval_mean_token_accuracy"),
+        )
+        self.events.metrics(**self._metrics(state.global_step, state.max_steps))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if self.stop_requested.is_set():
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        # Stopping mid-epoch still ends the epoch loop, which would save the same step twice.
+        if self.stop_requested.is_set() and self.last_checkpoint == self._path(args, state):
+            control.should_save = False
+
+    @staticmethod
+    def _path(args: Any, state: Any) -> str:
+        return str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        step = state.global_step
+        checkpoints_dir = Path(args.output_dir)
+        path = checkpoints_dir / f"checkpoint-{step}"
+        self.table.write()
+        epoch_end = step % self.steps_per_epoch == 0
+        epoch_steps = {s for s in _checkpoint_steps(checkpoints_dir) if s % self.steps_per_epoch == 0}
+        kept = sorted(epoch_steps)[-self.keep :]
+        # Keep the last epoch checkpoints and this one (the resume point); drop everything else.
+        for old in _checkpoint_steps(checkpoints_dir):
+            if old not in kept and old != step:
+                shutil.rmtree(checkpoints_dir / f"checkpoint-{old}", ignore_errors=True)
+        self.last_checkpoint = str(path)
+        self.events.checkpoint(step, str(path), epoch_end, {"step": step, **self.latest}, kept)
