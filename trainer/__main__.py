@@ -7,6 +7,7 @@ reported error (an `error` event says why); anything else is a crash (see stderr
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import sys
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = TrainingSpec.read(args.spec)
     events = _event_stream()
+    # One trainer per job folder: a trainer started for a job whose previous trainer is still
+    # saving its last checkpoint (a restarted server) waits for it.
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    lock = (spec.output_dir / "trainer.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
 
     stop_requested = threading.Event()
 

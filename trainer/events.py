@@ -14,11 +14,17 @@ from typing import Any, TextIO
 
 class EventWriter:
     def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+        self._stream: TextIO | None = stream
 
     def emit(self, kind: str, **fields: Any) -> None:
-        self._stream.write(json.dumps({"event": kind, **fields}) + "\n")
-        self._stream.flush()
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(json.dumps({"event": kind, **fields}) + "\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            # The reader (the gateway) is gone: keep training and checkpointing; nobody listens.
+            self._stream = None
 
     def message(self, message: str, level: str = "info") -> None:
         self.emit("message", level=level, message=message)

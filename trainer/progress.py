@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 import shutil
 import threading
 from pathlib import Path
@@ -11,10 +10,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from trainer.checkpoints import checkpoint_steps
 from trainer.events import EventWriter
 
 CSV_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class MetricsTable:
@@ -43,12 +42,6 @@ class MetricsTable:
             for step in sorted(self.rows):
                 writer.writerow(self.rows[step])
         partial.replace(self.path)
-
-
-def _checkpoint_steps(checkpoints_dir: Path) -> list[int]:
-    if not checkpoints_dir.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in checkpoints_dir.iterdir() if (m := _CHECKPOINT.match(p.name)))
 
 
 class ProgressCallback(TrainerCallback):
@@ -119,10 +112,10 @@ class ProgressCallback(TrainerCallback):
         path = checkpoints_dir / f"checkpoint-{step}"
         self.table.write()
         epoch_end = step % self.steps_per_epoch == 0
-        epoch_steps = {s for s in _checkpoint_steps(checkpoints_dir) if s % self.steps_per_epoch == 0}
+        epoch_steps = {s for s in checkpoint_steps(checkpoints_dir) if s % self.steps_per_epoch == 0}
         kept = sorted(epoch_steps)[-self.keep :]
         # Keep the last epoch checkpoints and this one (the resume point); drop everything else.
-        for old in _checkpoint_steps(checkpoints_dir):
+        for old in checkpoint_steps(checkpoints_dir):
             if old not in kept and old != step:
                 shutil.rmtree(checkpoints_dir / f"checkpoint-{old}", ignore_errors=True)
         self.last_checkpoint = str(path)

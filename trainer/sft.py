@@ -12,6 +12,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, set_seed
 from trl import SFTConfig, SFTTrainer
 
+from trainer.checkpoints import checkpoint_step, latest_checkpoint
 from trainer.data import load_chat_examples
 from trainer.events import EventWriter
 from trainer.formatting import tokenize_example
@@ -70,9 +71,11 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
         f"Training on {len(train)} examples ({tokens_per_epoch} tokens per epoch, {total_steps} steps)"
     )
 
-    resume_step = None
-    if spec.resume_from_checkpoint:
-        resume_step = int(spec.resume_from_checkpoint.name.rsplit("-", 1)[-1])
+    # A job's folder holds only its own checkpoints: the latest is where a paused or interrupted
+    # run stopped, so a trainer always continues from it.
+    resume_from = latest_checkpoint(spec.checkpoints_dir)
+    resume_step = checkpoint_step(resume_from) if resume_from else None
+    if resume_step is not None:
         events.message(f"Resuming from the checkpoint at step {resume_step}")
     table = MetricsTable(spec.metrics_csv, resume_step)
     progress = ProgressCallback(events, table, stop_requested, steps_per_epoch, spec.keep_epoch_checkpoints)
@@ -85,9 +88,7 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
         peft_config=lora_config(spec.lora),
         callbacks=[progress],
     )
-    trainer.train(
-        resume_from_checkpoint=str(spec.resume_from_checkpoint) if spec.resume_from_checkpoint else None
-    )
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if stop_requested.is_set():
         events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
         return

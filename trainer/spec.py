@@ -30,8 +30,6 @@ class TrainingSpec(BaseModel):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     max_seq_length: int = 2048
     load_in_4bit: bool = True
-    # A checkpoint folder written by an earlier run of this job (pause, or an interrupted server).
-    resume_from_checkpoint: Path | None = None
     # Per-epoch checkpoints kept (as OpenAI: the last 3).
     keep_epoch_checkpoints: int = Field(default=3, ge=1)
     # Validation runs about this many times over the job (and at the end), when there is a file.

@@ -29,6 +29,7 @@ from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.processes import die_with_parent
 from service.store import JobRow
+from trainer.checkpoints import latest_checkpoint
 from trainer.data import DataValidationError, load_chat_examples
 from trainer.spec import TrainingSpec
 
@@ -122,8 +123,8 @@ class JobScheduler:
         their last checkpoint (their trainer got SIGTERM when the server died, and saved one)."""
         for job_id in self.jobs.ids_in_status(JobStatus.RUNNING):
             checkpoint = latest_checkpoint(self.jobs_dir / job_id / "output" / "checkpoints")
-            if self.jobs.transition(job_id, JobStatus.QUEUED, resume_checkpoint=checkpoint):
-                where = f"from {Path(checkpoint).name}" if checkpoint else "from the start"
+            if self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}):
+                where = f"from {checkpoint.name}" if checkpoint else "from the start"
                 self.jobs.add_event(
                     job_id, f"The server restarted during training; the job continues {where}"
                 )
@@ -190,7 +191,6 @@ class JobScheduler:
                 batch_size=resolved.batch_size,
                 learning_rate=resolved.learning_rate,
                 seed=job.seed,
-                resume_from_checkpoint=_existing(job.resume_checkpoint),
             )
             await self._spawn(job, spec, job_dir)
 
@@ -251,7 +251,6 @@ class JobScheduler:
 
     def _on_checkpoint(self, job: JobRow, event: dict[str, Any]) -> list[str]:
         step = int(event["step"])
-        self.jobs.update_fields(job.id, resume_checkpoint=str(event["path"]))
         if event.get("epoch_end"):
             name = checkpoint_model_name(job.model_name, step)
             self.checkpoints.add(
@@ -315,16 +314,3 @@ class JobScheduler:
             self.jobs.add_event(job.id, "The job has successfully completed")
         else:
             await self.adapters.unload(name)
-
-
-def latest_checkpoint(checkpoints_dir: Path) -> str | None:
-    """The highest-step complete checkpoint folder (one with trainer_state.json), if any."""
-    if not checkpoints_dir.is_dir():
-        return None
-    complete = [p for p in checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    best = max(complete, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
-    return str(best) if best else None
-
-
-def _existing(path: str | None) -> Path | None:
-    return Path(path) if path and Path(path).is_dir() else None

@@ -50,8 +50,6 @@ class JobRow(Base):
     fine_tuned_model: Mapped[str | None] = mapped_column(String(700), unique=True, nullable=True)
     adapter_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     model_deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # The trainer checkpoint a paused or interrupted job continues from.
-    resume_checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

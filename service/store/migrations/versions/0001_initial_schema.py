@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 16:45:47.154872
+Create Date: 2026-11-21 16:50:00.584428
 """
 
 import sqlalchemy as sa
@@ -65,7 +65,6 @@ def upgrade() -> None:
         sa.Column("fine_tuned_model", sa.String(length=700), nullable=True),
         sa.Column("adapter_path", sa.Text(), nullable=True),
         sa.Column("model_deleted_at", sa.BigInteger(), nullable=True),
-        sa.Column("resume_checkpoint", sa.Text(), nullable=True),
         sa.Column("finished_at", sa.BigInteger(), nullable=True),
         sa.Column("trained_tokens", sa.BigInteger(), nullable=True),
         sa.Column("estimated_finish", sa.BigInteger(), nullable=True),

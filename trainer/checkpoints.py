@@ -1,0 +1,30 @@
+"""The layout of a job's checkpoint folder (no heavy imports: the gateway reads it too)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_step(path: Path) -> int:
+    match = _CHECKPOINT.match(path.name)
+    if not match:
+        raise ValueError(f"not a checkpoint folder: {path}")
+    return int(match.group(1))
+
+
+def checkpoint_steps(checkpoints_dir: Path) -> list[int]:
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in checkpoints_dir.iterdir() if (m := _CHECKPOINT.match(p.name)))
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The highest-step complete checkpoint (one whose trainer_state.json was written), if any."""
+    for step in reversed(checkpoint_steps(checkpoints_dir)):
+        path = checkpoints_dir / f"checkpoint-{step}"
+        if (path / "trainer_state.json").is_file():
+            return path
+    return None
