@@ -153,19 +153,22 @@ class JobScheduler:
             if job.validation_file:
                 load_chat_examples(self.files.path_of(job.validation_file), "validation_file")
         except DataValidationError as exc:
-            self._fail(job_id, exc.code, exc.message, exc.param)
+            self._fail(job_id, exc.code, exc.message, exc.param, {JobStatus.VALIDATING_FILES})
             return
         except OSError as exc:
-            self._fail(job_id, "invalid_training_file", f"The training file could not be read: {exc}", None)
+            message = f"The training file could not be read: {exc}"
+            self._fail(job_id, "invalid_training_file", message, None, {JobStatus.VALIDATING_FILES})
             return
         if self.jobs.transition(
             job_id, JobStatus.QUEUED, {JobStatus.VALIDATING_FILES}, n_training_examples=len(examples)
         ):
             self.jobs.add_event(job_id, "Files validated, moving job to queued state")
 
-    def _fail(self, job_id: str, code: str, message: str, param: str | None) -> None:
+    def _fail(
+        self, job_id: str, code: str, message: str, param: str | None, only_from: set[JobStatus] | None = None
+    ) -> None:
         error = {"code": code, "message": message, "param": param}
-        if self.jobs.transition(job_id, JobStatus.FAILED, error=error):
+        if self.jobs.transition(job_id, JobStatus.FAILED, only_from, error=error):
             self.jobs.add_event(job_id, message, level="error")
 
     # -- queued -> running -----------------------------------------------------------------------
@@ -174,6 +177,8 @@ class JobScheduler:
         for job_id in self.jobs.ids_in_status(JobStatus.QUEUED):
             if len(self._runs) >= self.settings.max_concurrent_jobs:
                 return
+            if job_id in self._runs:
+                continue  # resumed while its previous trainer is still saving: start once it exits
             job = self.jobs.get(None, job_id)
             resolved = resolve_hyperparameters(job.requested_hyperparameters, job.n_training_examples or 0)
             if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
@@ -226,9 +231,12 @@ class JobScheduler:
             await self._finish(job, run, returncode, job_dir)
         except Exception:
             logger.exception("Watching the trainer of %s failed", job.id)
-            self._fail(job.id, "internal_error", "The server lost track of the trainer process.", None)
+            self._fail(
+                job.id, "internal_error", "The server lost track of the trainer.", None, {JobStatus.RUNNING}
+            )
         finally:
-            self._runs.pop(job.id, None)
+            if self._runs.get(job.id) is run:
+                del self._runs[job.id]
             self.notify()
 
     def _on_trainer_line(self, job: JobRow, run: TrainerRun, raw: bytes) -> list[str]:
@@ -273,18 +281,22 @@ class JobScheduler:
             )
 
     async def _finish(self, job: JobRow, run: TrainerRun, returncode: int, job_dir: Path) -> None:
+        """Apply the trainer's outcome. Only a `running` job is failed by it: a job paused or
+        cancelled meanwhile (and perhaps already resumed) keeps the state the user gave it."""
         outcome = run.outcome or {}
+        running = {JobStatus.RUNNING}
         if outcome.get("event") == "result" and returncode == 0:
             await self._succeed(job, outcome)
         elif outcome.get("event") == "error":
-            self._fail(job.id, str(outcome["code"]), str(outcome["message"]), outcome.get("param"))
+            self._fail(job.id, str(outcome["code"]), str(outcome["message"]), outcome.get("param"), running)
         else:
-            # Stopped on request (the job is already cancelled, so this changes nothing) or crashed.
+            # Stopped on request (the job is paused or cancelled: nothing changes) or crashed.
             self._fail(
                 job.id,
                 "training_failed",
                 f"The trainer exited unexpectedly (status {returncode}); see {job_dir / 'trainer.log'}.",
                 None,
+                running,
             )
 
     async def _succeed(self, job: JobRow, result: dict[str, Any]) -> None:
@@ -293,7 +305,8 @@ class JobScheduler:
             # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
             await self.adapters.ensure_loaded(name, adapter_dir)
         except (AdapterLoadError, EngineUnavailable) as exc:
-            self._fail(job.id, "adapter_load_failed", f"The trained adapter could not be served: {exc}", None)
+            message = f"The trained adapter could not be served: {exc}"
+            self._fail(job.id, "adapter_load_failed", message, None, {JobStatus.RUNNING, JobStatus.PAUSED})
             return
         results = await asyncio.to_thread(
             self.files.create_from_path,
@@ -305,6 +318,7 @@ class JobScheduler:
         if self.jobs.transition(
             job.id,
             JobStatus.SUCCEEDED,
+            {JobStatus.RUNNING, JobStatus.PAUSED},
             fine_tuned_model=name,
             adapter_path=adapter_dir,
             trained_tokens=int(result["trained_tokens"]),
