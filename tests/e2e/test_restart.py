@@ -1,0 +1,76 @@
+"""kill -9 the server mid-job, start it again: nothing is lost and the job finishes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.e2e.conftest import API_KEY, BASE_MODEL
+from tests.e2e.jobs import wait_for_job
+from tests.e2e.server import running_server
+from tests.strict_format import jsonl, training_examples
+
+pytestmark = pytest.mark.e2e
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_kill_9_mid_job_then_restart(tiny_model: Path, tmp_path: Path) -> None:
+    with running_server(tiny_model, BASE_MODEL, tmp_path, API_KEY) as first:
+        client = OpenAI(base_url=f"{first.url}/v1", api_key=API_KEY, max_retries=0)
+        data = jsonl(training_examples(40))
+        file = client.files.create(file=("train.jsonl", io.BytesIO(data)), purpose="fine-tune")
+        job = client.fine_tuning.jobs.create(
+            model=BASE_MODEL,
+            training_file=file.id,
+            hyperparameters={"n_epochs": 4, "batch_size": 1, "learning_rate_multiplier": 15},
+        )
+
+        def past_first_epoch(_: object) -> bool:
+            return bool(client.fine_tuning.jobs.checkpoints.list(job.id).data)
+
+        wait_for_job(client, job.id, until=past_first_epoch, timeout_s=600)
+        events_before = [e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data]
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+
+        # The engine and the trainer die with the server (the trainer after saving a checkpoint).
+        deadline = time.monotonic() + 120
+        while _processes_mentioning(str(tmp_path)) or _processes_mentioning(job.id):
+            assert time.monotonic() < deadline, "children of the killed server are still running"
+            time.sleep(0.5)
+
+    with running_server(tiny_model, BASE_MODEL, tmp_path, API_KEY) as second:
+        client = OpenAI(base_url=f"{second.url}/v1", api_key=API_KEY, max_retries=0)
+        assert client.files.content(file.id).read() == data
+        done = wait_for_job(client, job.id)
+        assert done.status == "succeeded", done.error
+        events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+        assert set(events_before) <= {e.id for e in events}
+        messages = [e.message for e in events]
+        assert any(
+            m.startswith("The server restarted during training; the job continues from checkpoint-")
+            for m in messages
+        )
+        last_steps = next(e.data for e in events if e.type == "metrics")
+        assert last_steps["step"] == last_steps["total_steps"] == 160
+        reply = client.chat.completions.create(
+            model=done.fine_tuned_model or "", messages=[{"role": "user", "content": "x"}], max_tokens=4
+        )
+        assert reply.choices[0].message.content is not None
