@@ -1,0 +1,79 @@
+"""The file store: bounded uploads that leave nothing behind on refusal, safe names, expiry."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from service import files as files_module
+from service.errors import InvalidRequest, NotFound
+from service.files import FileStore, parse_expires_after
+from service.store import Database
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileStore:
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.migrate()
+    return FileStore(db, tmp_path / "blobs")
+
+
+def test_too_large_upload_is_refused_and_leaves_nothing(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files_module, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(InvalidRequest) as err:
+        store.create("org-a", io.BytesIO(b"x" * 1001), "big.jsonl", "fine-tune")
+    assert err.value.code == "file_too_large" and err.value.status_code == 400
+    assert list(store.blob_dir.iterdir()) == []
+    assert store.list("org-a", None, 100, "desc", None).data == []
+
+
+def test_stored_name_never_comes_from_the_filename(store: FileStore) -> None:
+    made = store.create("org-a", io.BytesIO(b"{}"), "../../etc/passwd", "fine-tune")
+    assert made.filename == "passwd"
+    assert [p.name for p in store.blob_dir.iterdir()] == [made.id]
+    assert store.path_of(made.id).read_bytes() == b"{}"
+
+
+def test_other_organizations_get_404(store: FileStore) -> None:
+    made = store.create("org-a", io.BytesIO(b"{}"), "a.jsonl", "fine-tune")
+    with pytest.raises(NotFound):
+        store.retrieve("org-b", made.id)
+
+
+def test_unknown_purpose_is_400(store: FileStore) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        store.create("org-a", io.BytesIO(b"{}"), "a.jsonl", "fine-tune-results")
+    assert err.value.param == "purpose"
+
+
+def test_expired_files_disappear(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = store.create("org-a", io.BytesIO(b"{}"), "a.jsonl", "batch", expires_after_s=3600)
+    assert made.expires_at == made.created_at + 3600
+    later = time.time() + 3601
+    monkeypatch.setattr(files_module.time, "time", lambda: later)
+    assert store.list("org-a", None, 100, "desc", None).data == []
+    with pytest.raises(NotFound):
+        store.retrieve("org-a", made.id)
+    assert not store.path_of(made.id).exists()
+
+
+def test_expires_after_is_validated() -> None:
+    assert parse_expires_after(None, None) is None
+    assert parse_expires_after("created_at", 3600) == 3600
+    for anchor, seconds in [("created_at", 10), ("created_at", None), ("last_active_at", 3600)]:
+        with pytest.raises(InvalidRequest):
+            parse_expires_after(anchor, seconds)
+
+
+def test_list_pages_with_after(store: FileStore) -> None:
+    ids = [store.create("org-a", io.BytesIO(b"{}"), f"{i}.jsonl", "fine-tune").id for i in range(5)]
+    first = store.list("org-a", None, 2, "asc", None)
+    assert first.has_more and first.first_id and first.last_id
+    rest = store.list("org-a", None, 10, "asc", first.last_id)
+    assert not rest.has_more
+    assert sorted([f.id for f in first.data + rest.data]) == sorted(ids)
