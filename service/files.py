@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from service.errors import InvalidRequest, NotFound
 from service.ids import new_id
 from service.pagination import paginate
-from service.protocol.common import CursorPage, DeletedObject
+from service.protocol.common import DeletedObject, IdCursorPage
 from service.protocol.files import UPLOADABLE_PURPOSES, FileObject
 from service.store import Database, FileRow
 
@@ -122,7 +122,7 @@ class FileStore:
 
     def list(
         self, org_id: str, purpose: str | None, limit: int, order: str, after: str | None
-    ) -> CursorPage[FileObject]:
+    ) -> IdCursorPage[FileObject]:
         descending = order != "asc"
         with self.db.session() as session:
             query = select(FileRow).where(FileRow.organization_id == org_id)
@@ -131,13 +131,7 @@ class FileStore:
             rows = [r for r in session.scalars(query) if not _expired(r)]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=descending)
         page, has_more = paginate(rows, after, limit, lambda r: r.id)
-        data = [to_wire(r) for r in page]
-        return CursorPage[FileObject](
-            data=data,
-            has_more=has_more,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-        )
+        return IdCursorPage[FileObject](data=[to_wire(r) for r in page], has_more=has_more)
 
     def delete(self, org_id: str, file_id: str) -> DeletedObject:
         self._remove(self.get(org_id, file_id))

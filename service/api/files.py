@@ -5,7 +5,7 @@ from fastapi.responses import FileResponse
 
 from service.deps import ComponentsDep, PrincipalDep
 from service.files import parse_expires_after
-from service.protocol.common import CursorPage, DeletedObject
+from service.protocol.common import DeletedObject, IdCursorPage
 from service.protocol.files import FileObject
 
 router = APIRouter(tags=["files"])
@@ -33,7 +33,7 @@ def list_files(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
-) -> CursorPage[FileObject]:
+) -> IdCursorPage[FileObject]:
     return c.files.list(who.organization_id, purpose, limit, order, after)
 
 

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from service.deps import ComponentsDep, PrincipalDep
-from service.protocol.common import CursorPage
+from service.protocol.common import CursorPage, IdCursorPage
 from service.protocol.fine_tuning import (
     CreateFineTuningJobRequest,
     FineTuningJob,
@@ -65,7 +65,7 @@ def list_checkpoints(
     job_id: str,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-) -> CursorPage[FineTuningJobCheckpoint]:
+) -> IdCursorPage[FineTuningJobCheckpoint]:
     """One per epoch, the last 3 kept, newest first; each is usable as a chat model."""
     c.jobs.get(who.organization_id, job_id)
     return c.checkpoints.list(job_id, after, limit)

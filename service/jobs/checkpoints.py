@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 
 from service.ids import new_id
 from service.pagination import paginate
-from service.protocol.common import CursorPage
+from service.protocol.common import IdCursorPage
 from service.protocol.fine_tuning import CheckpointMetrics, FineTuningJobCheckpoint
 from service.store import CheckpointRow, Database
 
@@ -70,19 +70,13 @@ class CheckpointStore:
         with self.db.session() as session:
             session.execute(delete(CheckpointRow).where(CheckpointRow.id == checkpoint_id))
 
-    def list(self, job_id: str, after: str | None, limit: int) -> CursorPage[FineTuningJobCheckpoint]:
+    def list(self, job_id: str, after: str | None, limit: int) -> IdCursorPage[FineTuningJobCheckpoint]:
         """Newest (highest step) first."""
         with self.db.session() as session:
             query = select(CheckpointRow).where(CheckpointRow.job_id == job_id)
             rows = list(session.scalars(query.order_by(CheckpointRow.step_number.desc())))
         page, has_more = paginate(rows, after, limit, lambda r: r.id)
-        data = [to_wire(r) for r in page]
-        return CursorPage[FineTuningJobCheckpoint](
-            data=data,
-            has_more=has_more,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-        )
+        return IdCursorPage[FineTuningJobCheckpoint](data=[to_wire(r) for r in page], has_more=has_more)
 
 
 def to_wire(row: CheckpointRow) -> FineTuningJobCheckpoint:
