@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,12 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    model_dir: Path, served_name: str, data_dir: Path, api_key: str, timeout_s: float = 600
+    model_dir: Path,
+    served_name: str,
+    data_dir: Path,
+    api_key: str,
+    timeout_s: float = 600,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """A server on a free port, ready (its engine answers) when this yields; stopped afterwards."""
     log_path = data_dir / "server.log"
@@ -54,6 +59,7 @@ def running_server(
     }
     command = [sys.executable, "-m", "service", "serve", "--model", str(model_dir)]
     command += ["--served-model-name", served_name, "--port", str(port), "--data-dir", str(data_dir)]
+    command += list(extra_args)
     started = time.monotonic()
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

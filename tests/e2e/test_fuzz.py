@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -194,6 +195,20 @@ def test_openapi_document_describes_the_api(operations: list[APIOperation]) -> N
     }
     assert expected <= labels, expected - labels
     assert not {label for label in labels if "completions" in label}
+
+
+def test_openapi_document_does_not_promise_fastapi_422s(server: Server) -> None:
+    """The server answers bad requests with 400 and OpenAI's envelope, so its API description must
+    not tell clients (and generated SDKs) to expect FastAPI's 422 `HTTPValidationError` instead."""
+    document = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+    promising_422 = sorted(
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if "422" in operation.get("responses", {})
+    )
+    assert not promising_422, f"{len(promising_422)} operations document a 422: {promising_422}"
+    assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
 
 
 def test_coverage_phase_cases(api_schema: BaseSchema, operations: list[APIOperation]) -> None:
