@@ -27,6 +27,7 @@ from service.jobs.hyperparameters import resolve_hyperparameters
 from service.jobs.naming import checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
+from service.jobs.training_options import parse_training_options
 from service.processes import die_with_parent
 from service.store import JobRow
 from trainer.checkpoints import latest_checkpoint
@@ -181,6 +182,7 @@ class JobScheduler:
                 continue  # resumed while its previous trainer is still saving: start once it exits
             job = self.jobs.get(None, job_id)
             resolved = resolve_hyperparameters(job.requested_hyperparameters, job.n_training_examples or 0)
+            options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
             if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
                 continue
             self.jobs.add_event(job_id, "Fine-tuning job started")
@@ -196,6 +198,8 @@ class JobScheduler:
                 batch_size=resolved.batch_size,
                 learning_rate=resolved.learning_rate,
                 seed=job.seed,
+                lora=options.lora,
+                max_seq_length=options.max_seq_length,
             )
             await self._spawn(job, spec, job_dir)
 

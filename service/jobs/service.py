@@ -13,6 +13,7 @@ from service.jobs.naming import SUFFIX_PATTERN, fine_tuned_model_name
 from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore, to_wire
+from service.jobs.training_options import parse_training_options
 from service.protocol.fine_tuning import CreateFineTuningJobRequest, FineTuningJob, Hyperparameters
 from service.store import JobRow
 
@@ -21,8 +22,14 @@ MAX_METADATA_PAIRS = 16
 
 class FineTuningService:
     def __init__(
-        self, jobs: JobStore, files: FileStore, catalog: ModelCatalog, scheduler: JobScheduler
+        self,
+        jobs: JobStore,
+        files: FileStore,
+        catalog: ModelCatalog,
+        scheduler: JobScheduler,
+        max_lora_rank: int,
     ) -> None:
+        self.max_lora_rank = max_lora_rank
         self.jobs = jobs
         self.files = files
         self.catalog = catalog
@@ -46,6 +53,7 @@ class FineTuningService:
                 param="suffix",
             )
         _check_metadata(request.metadata)
+        parse_training_options(request.metadata, self.max_lora_rank)
         organization = org_id.removeprefix("org-")
         row = JobRow(
             id=new_id("ftjob"),
