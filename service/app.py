@@ -27,6 +27,7 @@ from service.jobs.checkpoints import CheckpointStore
 from service.jobs.scheduler import JobScheduler
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
+from service.openapi import build_openapi
 from service.store.database import open_database
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
     app.include_router(api.health.router)
     app.include_router(api.v1)
     app.add_middleware(RequestIdMiddleware)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 

@@ -1,4 +1,9 @@
-"""`python -m service.openapi > openapi.yaml`: the API description, generated from the app itself."""
+"""The API description: generated from the app, then told the truth about errors and auth.
+
+FastAPI documents a 422 `HTTPValidationError` for every operation with parameters; opentune answers
+400 with OpenAI's error envelope instead (service/errors.py), needs a bearer key on /v1, and may
+answer 401 or 404. `python -m service.openapi > openapi.yaml` writes it (`make openapi`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,51 @@ import sys
 from typing import Any
 
 import yaml
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
-from service.app import create_app
-from service.config import Settings
+from service.protocol.errors import ErrorResponse
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+_ERRORS = {
+    "400": "Invalid request (OpenAI's error envelope; `param` names the field).",
+    "401": "Missing or wrong API key.",
+    "404": "No such object, or it belongs to another organization.",
+}
 
 
-def openapi_document() -> dict[str, Any]:
-    return create_app(Settings()).openapi()
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorResponse"] = error_schema
+    components["securitySchemes"] = {"ApiKeyAuth": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if path.startswith("/v1"):
+                operation["security"] = [{"ApiKeyAuth": []}]
+                for status, description in _ERRORS.items():
+                    responses.setdefault(
+                        status,
+                        {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}},
+                    )
+    app.openapi_schema = schema
+    return schema
 
 
 def render() -> str:
-    return yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True)
+    from service.app import create_app
+    from service.config import Settings
+
+    return yaml.safe_dump(create_app(Settings()).openapi(), sort_keys=False, allow_unicode=True)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,11 @@ class MetricsTable:
 
 
 class ProgressCallback(TrainerCallback):
-    """Reports steps, validation and checkpoints as events; stops (after a checkpoint) on request."""
+    """Reports steps, validation and checkpoints as events; stops (after a checkpoint) on request.
+
+    HF logs a step's training loss, then evaluates: a step's metrics event waits for its evaluation
+    (if any), so each step has exactly one event, with validation values only when measured there.
+    """
 
     def __init__(
         self,
@@ -54,45 +58,64 @@ class ProgressCallback(TrainerCallback):
         stop_requested: threading.Event,
         steps_per_epoch: int,
         keep_epoch_checkpoints: int,
+        has_validation: bool,
     ) -> None:
+        self.has_validation = has_validation
         self.events = events
         self.table = table
         self.stop_requested = stop_requested
         self.steps_per_epoch = steps_per_epoch
         self.keep = keep_epoch_checkpoints
-        self.latest: dict[str, Any] = {}
+        self.latest: dict[str, Any] = {}  # the latest train and validation values, for checkpoints
         self.last_checkpoint: str | None = None
+        self._pending: dict[str, Any] | None = None
 
-    def _metrics(self, step: int, total: int) -> dict[str, Any]:
-        return {"step": step, "total_steps": total, **self.latest}
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self.events.metrics(**self._pending)
+            self._pending = None
+
+    def _pending_for(self, state: Any) -> dict[str, Any]:
+        if self._pending is None or self._pending["step"] != state.global_step:
+            self._flush()
+            self._pending = {"step": state.global_step, "total_steps": state.max_steps}
+        return self._pending
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any
     ) -> None:
         if not logs or "loss" not in logs:
             return
-        self.latest["train_loss"] = logs["loss"]
-        self.latest["train_mean_token_accuracy"] = logs.get("mean_token_accuracy")
+        train = {"train_loss": logs["loss"], "train_mean_token_accuracy": logs.get("mean_token_accuracy")}
+        self.latest.update(train)
         self.table.record(
-            state.global_step, train_loss=logs["loss"], train_accuracy=logs.get("mean_token_accuracy")
+            state.global_step, train_loss=train["train_loss"], train_accuracy=logs.get("mean_token_accuracy")
         )
-        self.events.metrics(**self._metrics(state.global_step, state.max_steps))
+        self._pending_for(state).update(train)
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **_: Any
     ) -> None:
         if not metrics or "eval_loss" not in metrics:
             return
-        self.latest["valid_loss"] = metrics["eval_loss"]
-        self.latest["valid_mean_token_accuracy"] = metrics.get("eval_mean_token_accuracy")
-        self.table.record(
-            state.global_step,
-            valid_loss=metrics["eval_loss"],
-            valid_mean_token_accuracy=metrics.get("eval_mean_token_accuracy"),
-        )
-        self.events.metrics(**self._metrics(state.global_step, state.max_steps))
+        valid = {
+            "valid_loss": metrics["eval_loss"],
+            "valid_mean_token_accuracy": metrics.get("eval_mean_token_accuracy"),
+        }
+        self.latest.update(valid)
+        self.table.record(state.global_step, **valid)
+        self._pending_for(state).update(valid)
+        self._flush()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self._flush()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self._flush()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if self.has_validation and state.global_step == state.max_steps:
+            control.should_evaluate = True  # a final validation, in the last step's event
         if self.stop_requested.is_set():
             control.should_save = True
             control.should_training_stop = True
@@ -107,9 +130,9 @@ class ProgressCallback(TrainerCallback):
         return str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self._flush()
         step = state.global_step
         checkpoints_dir = Path(args.output_dir)
-        path = checkpoints_dir / f"checkpoint-{step}"
         self.table.write()
         epoch_end = step % self.steps_per_epoch == 0
         epoch_steps = {s for s in checkpoint_steps(checkpoints_dir) if s % self.steps_per_epoch == 0}
@@ -118,5 +141,5 @@ class ProgressCallback(TrainerCallback):
         for old in checkpoint_steps(checkpoints_dir):
             if old not in kept and old != step:
                 shutil.rmtree(checkpoints_dir / f"checkpoint-{old}", ignore_errors=True)
-        self.last_checkpoint = str(path)
-        self.events.checkpoint(step, str(path), epoch_end, {"step": step, **self.latest}, kept)
+        self.last_checkpoint = self._path(args, state)
+        self.events.checkpoint(step, self.last_checkpoint, epoch_end, {"step": step, **self.latest}, kept)

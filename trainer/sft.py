@@ -78,7 +78,9 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     if resume_step is not None:
         events.message(f"Resuming from the checkpoint at step {resume_step}")
     table = MetricsTable(spec.metrics_csv, resume_step)
-    progress = ProgressCallback(events, table, stop_requested, steps_per_epoch, spec.keep_epoch_checkpoints)
+    progress = ProgressCallback(
+        events, table, stop_requested, steps_per_epoch, spec.keep_epoch_checkpoints, valid is not None
+    )
     trainer = SFTTrainer(
         model=load_base_model(spec),
         args=sft_config(spec, total_steps, valid is not None),
@@ -92,8 +94,6 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     if stop_requested.is_set():
         events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
         return
-    if valid is not None and trainer.state.global_step % max(1, total_steps // spec.evaluations_per_job):
-        trainer.evaluate()  # the final validation, when the last step was not an evaluation step
     table.write()
     # Writes the adapter and the tokenizer, so the chat template used in training travels with it.
     trainer.save_model(str(spec.adapter_dir))

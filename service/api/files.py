@@ -6,7 +6,7 @@ from fastapi.responses import FileResponse
 from service.deps import ComponentsDep, PrincipalDep
 from service.files import parse_expires_after
 from service.protocol.common import DeletedObject, IdCursorPage
-from service.protocol.files import FileObject
+from service.protocol.files import FileObject, UploadablePurpose
 
 router = APIRouter(tags=["files"])
 
@@ -16,7 +16,7 @@ def create_file(
     c: ComponentsDep,
     who: PrincipalDep,
     file: Annotated[UploadFile, File()],
-    purpose: Annotated[str, Form()],
+    purpose: Annotated[UploadablePurpose, Form()],
     expires_anchor: Annotated[str | None, Form(alias="expires_after[anchor]")] = None,
     expires_seconds: Annotated[int | None, Form(alias="expires_after[seconds]")] = None,
 ) -> FileObject:

@@ -6,6 +6,7 @@ OpenAI's is a string or null).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -13,6 +14,28 @@ from starlette.background import BackgroundTask
 
 from service.engine.client import EngineClient
 from service.errors import error_response
+
+# vLLM sends null for optional fields that OpenAI either omits or types as objects or arrays.
+_NULL_MESSAGE_KEYS = ("annotations", "function_call", "audio")
+_NULL_USAGE_KEYS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def openai_body(body: Any) -> Any:
+    """A non-streamed completion in OpenAI's shape: unset optional fields left out, not null."""
+    if not isinstance(body, dict):
+        return body
+    for choice in body.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            for key in _NULL_MESSAGE_KEYS:
+                if key in message and message[key] is None:
+                    del message[key]
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        for key in _NULL_USAGE_KEYS:
+            if key in usage and usage[key] is None:
+                del usage[key]
+    return body
 
 
 def openai_error_from_engine(status_code: int, body: dict[str, Any]) -> JSONResponse:
@@ -41,9 +64,11 @@ async def forward(engine: EngineClient, path: str, body: dict[str, Any]) -> Resp
             payload = {"message": upstream.text}
         return openai_error_from_engine(upstream.status_code, payload if isinstance(payload, dict) else {})
     if not stream:
-        return Response(
-            content=upstream.content, status_code=upstream.status_code, media_type="application/json"
-        )
+        try:
+            content = json.dumps(openai_body(upstream.json())).encode()
+        except ValueError:
+            content = upstream.content
+        return Response(content=content, status_code=upstream.status_code, media_type="application/json")
     # Closing the upstream response when the client goes away cancels the engine's request.
     return StreamingResponse(
         upstream.aiter_raw(),

@@ -1,4 +1,4 @@
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel
 
@@ -13,7 +13,8 @@ FilePurpose = Literal[
     "user_data",
     "evals",
 ]
-UPLOADABLE_PURPOSES: tuple[str, ...] = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+UploadablePurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+UPLOADABLE_PURPOSES: tuple[str, ...] = get_args(UploadablePurpose)
 
 
 class FileObject(BaseModel):

@@ -45,11 +45,16 @@ class DpoMethod(BaseModel):
     hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class Method(BaseModel):
+    # Only the configuration of the chosen type is sent (OpenAI's schema types them as objects).
     type: Literal["supervised", "dpo", "reinforcement"]
-    supervised: SupervisedMethod | None = None
-    dpo: DpoMethod | None = None
-    reinforcement: dict[str, Any] | None = None
+    supervised: SupervisedMethod | None = Field(default=None, exclude_if=_is_none)
+    dpo: DpoMethod | None = Field(default=None, exclude_if=_is_none)
+    reinforcement: dict[str, Any] | None = Field(default=None, exclude_if=_is_none)
 
 
 class JobError(BaseModel):
@@ -108,13 +113,15 @@ class FineTuningJobEvent(BaseModel):
 
 
 class CheckpointMetrics(BaseModel):
-    step: float | None = None
-    train_loss: float | None = None
-    train_mean_token_accuracy: float | None = None
-    valid_loss: float | None = None
-    valid_mean_token_accuracy: float | None = None
-    full_valid_loss: float | None = None
-    full_valid_mean_token_accuracy: float | None = None
+    """Every key optional, and sent only when known (the schema types them as numbers)."""
+
+    step: float | None = Field(default=None, exclude_if=_is_none)
+    train_loss: float | None = Field(default=None, exclude_if=_is_none)
+    train_mean_token_accuracy: float | None = Field(default=None, exclude_if=_is_none)
+    valid_loss: float | None = Field(default=None, exclude_if=_is_none)
+    valid_mean_token_accuracy: float | None = Field(default=None, exclude_if=_is_none)
+    full_valid_loss: float | None = Field(default=None, exclude_if=_is_none)
+    full_valid_mean_token_accuracy: float | None = Field(default=None, exclude_if=_is_none)
 
 
 class FineTuningJobCheckpoint(BaseModel):
