@@ -62,7 +62,7 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
         checkpoints = CheckpointStore(db)
         adapters = AdapterRegistry(engine)
         catalog = ModelCatalog(settings, db, jobs, checkpoints, adapters, started_at=int(time.time()))
-        scheduler = JobScheduler(settings, jobs, checkpoints, files, adapters, base_path)
+        scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, adapters, base_path)
         app.state.components = Components(
             keys=KeyRing(settings, db),
             files=files,

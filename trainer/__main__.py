@@ -49,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
 
-    from trainer.sft import run_sft  # heavy imports after the signal handler is in place
+    # Heavy imports after the signal handler is in place.
+    if spec.method == "dpo":
+        from trainer.dpo import run_dpo as run
+    else:
+        from trainer.sft import run_sft as run
 
     try:
-        run_sft(spec, events, stop_requested)
+        run(spec, events, stop_requested)
     except DataValidationError as exc:
         events.error(exc.code, exc.message, exc.param)
         return 1

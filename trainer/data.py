@@ -7,6 +7,7 @@ Errors use OpenAI's codes and 1-based positions: "Example 12, message 3: ...".
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,21 @@ class ChatExample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_chat_examples(path: Path, param: str = "training_file") -> list[ChatExample]:
-    """Parse and check every line; raise DataValidationError on the first problem."""
+@dataclass
+class PreferenceExample:
+    """A DPO pair: the conversation so far, and a preferred and a non-preferred assistant reply."""
+
+    messages: list[dict[str, Any]]
+    preferred: dict[str, Any]
+    non_preferred: dict[str, Any]
+    tools: list[dict[str, Any]] | None = None
+
+
+Fail = Callable[[str], DataValidationError]
+
+
+def _records(path: Path, param: str) -> tuple[list[dict[str, Any]], Fail]:
+    """The file's JSON objects, one per non-empty line, and the error maker for this file."""
     kind = "validation" if param == "validation_file" else "training"
     code = f"invalid_{kind}_file"
 
@@ -43,7 +57,7 @@ def load_chat_examples(path: Path, param: str = "training_file") -> list[ChatExa
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise fail("The file is not UTF-8 text; expected JSON Lines (one JSON object per line).") from None
-    examples: list[ChatExample] = []
+    records = []
     for number, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1):
         try:
             record = json.loads(line)
@@ -51,23 +65,82 @@ def load_chat_examples(path: Path, param: str = "training_file") -> list[ChatExa
             raise fail(f"Example {number}: not valid JSON ({exc.msg}).") from None
         if not isinstance(record, dict):
             raise fail(f"Example {number}: expected a JSON object.")
-        if "messages" not in record and ("preferred_output" in record or "preferred_completion" in record):
+        records.append(record)
+    if param == "training_file" and len(records) < MIN_TRAINING_EXAMPLES:
+        raise DataValidationError(
+            "invalid_n_examples",
+            f"Training file has {len(records)} example(s), but must have at least "
+            f"{MIN_TRAINING_EXAMPLES} examples",
+            param,
+        )
+    return records, fail
+
+
+def _is_preference(record: dict[str, Any]) -> bool:
+    return "messages" not in record and any(k in record for k in (*_PREFERRED, *_NON_PREFERRED, "input"))
+
+
+def load_examples(path: Path, method: str, param: str = "training_file") -> list[Any]:
+    """The examples of a file for a job's method (`supervised` or `dpo`)."""
+    if method == "dpo":
+        return load_preference_examples(path, param)
+    return load_chat_examples(path, param)
+
+
+def load_chat_examples(path: Path, param: str = "training_file") -> list[ChatExample]:
+    """Parse and check every line; raise DataValidationError on the first problem."""
+    records, fail = _records(path, param)
+    examples = []
+    for number, record in enumerate(records, start=1):
+        if _is_preference(record):
             raise fail(
                 f"Example {number} is in the preference (DPO) format, but the job's method is 'supervised'."
             )
         examples.append(_check_chat_record(record, number, fail))
-    if param == "training_file" and len(examples) < MIN_TRAINING_EXAMPLES:
-        raise DataValidationError(
-            "invalid_n_examples",
-            f"Training file has {len(examples)} example(s), but must have at least "
-            f"{MIN_TRAINING_EXAMPLES} examples",
-            param,
-        )
     return examples
 
 
-def _check_chat_record(record: dict[str, Any], number: int, fail: Any) -> ChatExample:
-    messages = record.get("messages")
+_PREFERRED = ("preferred_output", "preferred_completion")
+_NON_PREFERRED = ("non_preferred_output", "non_preferred_completion")
+
+
+def load_preference_examples(path: Path, param: str = "training_file") -> list[PreferenceExample]:
+    """OpenAI's DPO format: `input.messages`, `preferred_output`, `non_preferred_output` (or the
+    older `preferred_completion` / `non_preferred_completion`), each output one assistant message."""
+    records, fail = _records(path, param)
+    examples = []
+    for number, record in enumerate(records, start=1):
+        if "messages" in record:
+            raise fail(
+                f"Example {number} is in the chat format (fine-tune-chat), but the job's method is 'dpo': "
+                "preference examples need 'input', 'preferred_output' and 'non_preferred_output'."
+            )
+        prompt = record.get("input")
+        if not isinstance(prompt, dict):
+            raise fail(f"Example {number}: 'input' must be an object with 'messages'.")
+        messages = _check_messages(prompt.get("messages"), number, fail, require_assistant=False)
+        outputs = []
+        for keys in (_PREFERRED, _NON_PREFERRED):
+            value = next((record[k] for k in keys if k in record), None)
+            if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
+                raise fail(f"Example {number}: '{keys[0]}' must be a list of exactly one assistant message.")
+            if value[0].get("role") != "assistant" or not isinstance(value[0].get("content"), str):
+                raise fail(f"Example {number}: '{keys[0]}' must hold an assistant message with text content.")
+            outputs.append(value[0])
+        examples.append(PreferenceExample(messages, outputs[0], outputs[1], prompt.get("tools")))
+    return examples
+
+
+def _check_chat_record(record: dict[str, Any], number: int, fail: Fail) -> ChatExample:
+    messages = _check_messages(record.get("messages"), number, fail, require_assistant=True)
+    tools = record.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise fail(f"Example {number}: 'tools' must be a list.")
+    extra = {k: v for k, v in record.items() if k not in ("messages", "tools")}
+    return ChatExample(messages=messages, tools=tools, extra=extra)
+
+
+def _check_messages(messages: Any, number: int, fail: Fail, require_assistant: bool) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
         raise fail(f"Example {number}: 'messages' must be a non-empty list.")
     has_assistant = False
@@ -93,10 +166,6 @@ def _check_chat_record(record: dict[str, Any], number: int, fail: Any) -> ChatEx
             raise fail(f"{where}: content parts (images, audio) are not supported; use a string.")
         if role != "assistant" and content is None:
             raise fail(f"{where}: missing 'content'.")
-    if not has_assistant:
+    if require_assistant and not has_assistant:
         raise fail(f"Example {number}: no assistant message; each example needs at least one.")
-    tools = record.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise fail(f"Example {number}: 'tools' must be a list.")
-    extra = {k: v for k, v in record.items() if k not in ("messages", "tools")}
-    return ChatExample(messages=messages, tools=tools, extra=extra)
+    return messages

@@ -22,7 +22,10 @@ class TrainingSpec(BaseModel):
     training_file: Path
     validation_file: Path | None = None
     output_dir: Path
-    method: Literal["supervised"] = "supervised"
+    method: Literal["supervised", "dpo"] = "supervised"
+    beta: float = Field(default=0.1, gt=0, description="DPO's KL penalty; unused by supervised training.")
+    # The adapter of an earlier fine-tuned model to continue from (e.g. SFT, then DPO).
+    init_adapter: Path | None = None
     n_epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     learning_rate: float = Field(gt=0)

@@ -4,6 +4,7 @@
   sees about 100 examples, fewer for huge ones (about 25,000 examples seen), clamped to 1..25.
 - batch_size: about 0.2% of the examples, clamped to 1..8 (small batches suit LoRA and small GPUs).
 - learning_rate_multiplier: 1.0. The learning rate is multiplier x 2e-4, the usual LoRA starting point.
+- beta (DPO only): 0.1, TRL's and OpenAI's default.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BASE_LEARNING_RATE = 2e-4
+DEFAULT_DPO_BETA = 0.1
 
 _TARGET_EPOCHS = 3
 _MIN_TARGET_EXAMPLES = 100
@@ -25,17 +27,21 @@ class ResolvedHyperparameters:
     n_epochs: int
     batch_size: int
     learning_rate_multiplier: float
+    beta: float | None = None
 
     @property
     def learning_rate(self) -> float:
         return self.learning_rate_multiplier * BASE_LEARNING_RATE
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "n_epochs": self.n_epochs,
             "batch_size": self.batch_size,
             "learning_rate_multiplier": self.learning_rate_multiplier,
         }
+        if self.beta is not None:
+            wire["beta"] = self.beta
+        return wire
 
 
 def default_epochs(n_examples: int) -> int:
@@ -50,7 +56,9 @@ def default_batch_size(n_examples: int) -> int:
     return max(1, min(8, round(n_examples * 0.002)))
 
 
-def resolve_hyperparameters(requested: dict[str, Any], n_examples: int) -> ResolvedHyperparameters:
+def resolve_hyperparameters(
+    requested: dict[str, Any], n_examples: int, method: str = "supervised"
+) -> ResolvedHyperparameters:
     def pick(key: str, default: Any) -> Any:
         value = requested.get(key, "auto")
         return default if value in (None, "auto") else value
@@ -59,4 +67,5 @@ def resolve_hyperparameters(requested: dict[str, Any], n_examples: int) -> Resol
         n_epochs=int(pick("n_epochs", default_epochs(n_examples))),
         batch_size=int(pick("batch_size", default_batch_size(n_examples))),
         learning_rate_multiplier=float(pick("learning_rate_multiplier", 1.0)),
+        beta=float(pick("beta", DEFAULT_DPO_BETA)) if method == "dpo" else None,
     )

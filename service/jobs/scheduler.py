@@ -16,14 +16,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from service.adapters import AdapterLoadError, AdapterRegistry
+from service.catalog import ModelCatalog
 from service.config import Settings
-from service.errors import EngineUnavailable
+from service.errors import EngineUnavailable, NotFound
 from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
-from service.jobs.hyperparameters import resolve_hyperparameters
+from service.jobs.hyperparameters import DEFAULT_DPO_BETA, resolve_hyperparameters
 from service.jobs.naming import checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
@@ -31,7 +32,7 @@ from service.jobs.training_options import parse_training_options
 from service.processes import die_with_parent
 from service.store import JobRow
 from trainer.checkpoints import latest_checkpoint
-from trainer.data import DataValidationError, load_chat_examples
+from trainer.data import DataValidationError, load_examples
 from trainer.spec import TrainingSpec
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class JobScheduler:
         jobs: JobStore,
         checkpoints: CheckpointStore,
         files: FileStore,
+        catalog: ModelCatalog,
         adapters: AdapterRegistry,
         base_model_path: Path,
     ) -> None:
@@ -67,6 +69,7 @@ class JobScheduler:
         self.jobs = jobs
         self.checkpoints = checkpoints
         self.files = files
+        self.catalog = catalog
         self.adapters = adapters
         self.base_model_path = base_model_path
         self.jobs_dir = settings.data_dir.resolve() / "jobs"
@@ -150,9 +153,9 @@ class JobScheduler:
     def _validate(self, job_id: str) -> None:
         job = self.jobs.get(None, job_id)
         try:
-            examples = load_chat_examples(self.files.path_of(job.training_file), "training_file")
+            examples = load_examples(self.files.path_of(job.training_file), job.method_type, "training_file")
             if job.validation_file:
-                load_chat_examples(self.files.path_of(job.validation_file), "validation_file")
+                load_examples(self.files.path_of(job.validation_file), job.method_type, "validation_file")
         except DataValidationError as exc:
             self._fail(job_id, exc.code, exc.message, exc.param, {JobStatus.VALIDATING_FILES})
             return
@@ -181,7 +184,12 @@ class JobScheduler:
             if job_id in self._runs:
                 continue  # resumed while its previous trainer is still saving: start once it exits
             job = self.jobs.get(None, job_id)
-            resolved = resolve_hyperparameters(job.requested_hyperparameters, job.n_training_examples or 0)
+            init_adapter = self._adapter_to_continue(job)
+            if init_adapter is False:
+                continue
+            resolved = resolve_hyperparameters(
+                job.requested_hyperparameters, job.n_training_examples or 0, job.method_type
+            )
             options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
             if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
                 continue
@@ -198,10 +206,28 @@ class JobScheduler:
                 batch_size=resolved.batch_size,
                 learning_rate=resolved.learning_rate,
                 seed=job.seed,
+                method=job.method_type,
+                beta=resolved.beta or DEFAULT_DPO_BETA,
+                init_adapter=init_adapter,
                 lora=options.lora,
                 max_seq_length=options.max_seq_length,
             )
             await self._spawn(job, spec, job_dir)
+
+    def _adapter_to_continue(self, job: JobRow) -> Path | Literal[False] | None:
+        """The adapter of the fine-tuned model a job continues from (None for a base model), or
+        False when that model is gone (the job is failed)."""
+        if job.model in self.catalog.base_names:
+            return None
+        try:
+            served = self.catalog.resolve(job.organization_id, job.model)
+        except NotFound:
+            served = None
+        if served is None or not served.adapter_path or not Path(served.adapter_path).is_dir():
+            message = f"The model {job.model} this job continues from no longer exists."
+            self._fail(job.id, "model_not_found", message, "model", {JobStatus.QUEUED})
+            return False
+        return Path(served.adapter_path)
 
     async def _spawn(self, job: JobRow, spec: TrainingSpec, job_dir: Path) -> None:
         spec_path = job_dir / "spec.json"

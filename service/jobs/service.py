@@ -14,7 +14,12 @@ from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore, to_wire
 from service.jobs.training_options import parse_training_options
-from service.protocol.fine_tuning import CreateFineTuningJobRequest, FineTuningJob, Hyperparameters
+from service.protocol.fine_tuning import (
+    CreateFineTuningJobRequest,
+    DpoHyperparameters,
+    FineTuningJob,
+    Hyperparameters,
+)
 from service.store import JobRow
 
 MAX_METADATA_PAIRS = 16
@@ -37,13 +42,7 @@ class FineTuningService:
 
     def create(self, org_id: str, request: CreateFineTuningJobRequest) -> FineTuningJob:
         method_type, hyperparameters = _method_of(request)
-        if request.model not in self.catalog.base_names:
-            raise InvalidRequest(
-                f"Model {request.model} is not available for fine-tuning or does not exist. "
-                f"Models this server can fine-tune: {', '.join(self.catalog.base_names)}.",
-                param="model",
-                code="model_not_available",
-            )
+        base = self._base_of(org_id, request.model)
         self._check_file(org_id, request.training_file, "training_file")
         if request.validation_file:
             self._check_file(org_id, request.validation_file, "validation_file")
@@ -61,7 +60,7 @@ class FineTuningService:
             created_at=int(time.time()),
             status=JobStatus.VALIDATING_FILES.value,
             model=request.model,
-            model_name=fine_tuned_model_name(request.model, organization, request.suffix),
+            model_name=fine_tuned_model_name(base, organization, request.suffix),
             training_file=request.training_file,
             validation_file=request.validation_file,
             suffix=request.suffix,
@@ -79,6 +78,25 @@ class FineTuningService:
         self.jobs.add_event(row.id, f"Validating {files}")
         self.scheduler.notify()
         return to_wire(row)
+
+    def _base_of(self, org_id: str, model: str) -> str:
+        """The base model a job trains on: a served base model, or the base under one of the caller's
+        fine-tuned models (training then continues from its adapter)."""
+        if model in self.catalog.base_names:
+            return model
+        try:
+            served = self.catalog.resolve(org_id, model)
+        except NotFound:
+            served = None
+        if served is None or served.adapter_path is None:
+            raise InvalidRequest(
+                f"Model {model} is not available for fine-tuning or does not exist. "
+                f"Models this server can fine-tune: {', '.join(self.catalog.base_names)}, "
+                "or one of your fine-tuned models.",
+                param="model",
+                code="model_not_available",
+            )
+        return self.catalog.base.name
 
     def _check_file(self, org_id: str, file_id: str, param: str) -> None:
         try:
@@ -145,8 +163,10 @@ def _method_of(request: CreateFineTuningJobRequest) -> tuple[str, Hyperparameter
         if method is not None and method.supervised is not None:
             return "supervised", method.supervised.hyperparameters
         return "supervised", request.hyperparameters or Hyperparameters()
+    if method.type == "dpo":
+        return "dpo", method.dpo.hyperparameters if method.dpo is not None else DpoHyperparameters()
     raise InvalidRequest(
-        f"method.type '{method.type}' is not supported by this server yet; use 'supervised'.",
+        f"method.type '{method.type}' is not supported by this server yet; use 'supervised' or 'dpo'.",
         param="method.type",
         code="unsupported_method",
     )

@@ -137,8 +137,9 @@ def _event_row(
 
 def to_wire(row: JobRow) -> FineTuningJob:
     # Requested values ("auto" kept) until the trainer starts, then the resolved numbers.
-    hyper = Hyperparameters(**(row.hyperparameters or row.requested_hyperparameters))
-    method = Method.model_validate({"type": row.method_type, row.method_type: {"hyperparameters": hyper}})
+    values = dict(row.hyperparameters or row.requested_hyperparameters)
+    hyper = Hyperparameters(**values)  # beta (DPO) lives only under method.dpo
+    method = Method.model_validate({"type": row.method_type, row.method_type: {"hyperparameters": values}})
     return FineTuningJob(
         id=row.id,
         created_at=row.created_at,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.data import DataValidationError, load_chat_examples
+from trainer.data import DataValidationError, load_chat_examples, load_examples
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -80,3 +80,44 @@ def test_preference_file_with_supervised_method(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError) as err:
         load_chat_examples(_write(tmp_path / "p.jsonl", [json.dumps(record)] * 12))
     assert "preference" in err.value.message
+
+
+def _pair(i: int, **overrides: object) -> str:
+    record: dict[str, object] = {
+        "input": {"messages": [{"role": "user", "content": f"q{i}"}]},
+        "preferred_output": [{"role": "assistant", "content": "good"}],
+        "non_preferred_output": [{"role": "assistant", "content": "bad"}],
+    }
+    record.update(overrides)
+    return json.dumps(record)
+
+
+def test_preference_file_loads_both_key_styles(tmp_path: Path) -> None:
+    lines = [_pair(i) for i in range(10)]
+    lines.append(
+        json.dumps(
+            {
+                "input": {"messages": [{"role": "user", "content": "old"}]},
+                "preferred_completion": [{"role": "assistant", "content": "a"}],
+                "non_preferred_completion": [{"role": "assistant", "content": "b"}],
+            }
+        )
+    )
+    examples = load_examples(_write(tmp_path / "p.jsonl", lines), "dpo")
+    assert len(examples) == 11
+    assert (examples[-1].preferred["content"], examples[-1].non_preferred["content"]) == ("a", "b")
+
+
+def test_chat_file_with_dpo_method(tmp_path: Path) -> None:
+    with pytest.raises(DataValidationError) as err:
+        load_examples(_write(tmp_path / "c.jsonl", [_example(i) for i in range(12)]), "dpo")
+    assert err.value.code == "invalid_training_file"
+    assert "chat format" in err.value.message and "'dpo'" in err.value.message
+
+
+def test_preference_output_must_be_one_assistant_message(tmp_path: Path) -> None:
+    lines = [_pair(i) for i in range(12)]
+    lines[5] = _pair(5, non_preferred_output=[{"role": "user", "content": "x"}])
+    with pytest.raises(DataValidationError) as err:
+        load_examples(_write(tmp_path / "p.jsonl", lines), "dpo")
+    assert "Example 6" in err.value.message and "non_preferred_output" in err.value.message

@@ -1,0 +1,109 @@
+"""What every training method shares: seeding, resuming, progress, stopping, saving the adapter."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel, prepare_model_for_kbit_training
+from transformers import AutoTokenizer, set_seed
+
+from trainer.checkpoints import checkpoint_step, latest_checkpoint
+from trainer.events import EventWriter
+from trainer.model import compute_dtype, load_base_model, lora_config
+from trainer.progress import MetricsTable, ProgressCallback
+from trainer.spec import TrainingSpec
+
+
+@dataclass
+class Run:
+    spec: TrainingSpec
+    events: EventWriter
+    stop_requested: threading.Event
+    tokenizer: Any
+    resume_from: Path | None
+    table: MetricsTable
+
+    def model_and_peft_config(self) -> tuple[Any, Any]:
+        """The 4-bit base with a trainable adapter: the one to continue from (`init_adapter`), or
+        a new one that the trainer creates from the returned peft config."""
+        model = load_base_model(self.spec)
+        if self.spec.init_adapter is None:
+            return model, lora_config(self.spec.lora)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        return PeftModel.from_pretrained(model, str(self.spec.init_adapter), is_trainable=True), None
+
+    def progress(self, steps_per_epoch: int, has_validation: bool) -> ProgressCallback:
+        return ProgressCallback(
+            self.events,
+            self.table,
+            self.stop_requested,
+            steps_per_epoch,
+            self.spec.keep_epoch_checkpoints,
+            has_validation,
+        )
+
+    def common_arguments(self, eval_steps: int, has_validation: bool) -> dict[str, Any]:
+        """TrainingArguments shared by SFTConfig and DPOConfig."""
+        return {
+            "output_dir": str(self.spec.checkpoints_dir),
+            "num_train_epochs": self.spec.n_epochs,
+            "per_device_train_batch_size": self.spec.batch_size,
+            "per_device_eval_batch_size": self.spec.batch_size,
+            "learning_rate": self.spec.learning_rate,
+            "lr_scheduler_type": "linear",
+            "logging_steps": 1,
+            # One checkpoint per epoch (adapter, optimizer, scheduler, RNG); ProgressCallback prunes them.
+            "save_strategy": "epoch",
+            "eval_strategy": "steps" if has_validation else "no",
+            "eval_steps": eval_steps if has_validation else None,
+            "report_to": [],
+            "seed": self.spec.seed,
+            "data_seed": self.spec.seed,
+            "max_length": self.spec.max_seq_length,
+            "bf16": compute_dtype() == torch.bfloat16,
+            "gradient_checkpointing": True,
+            # Paged 8-bit AdamW (QLoRA's) keeps optimizer memory spikes off a GPU; plain AdamW on CPU.
+            "optim": "paged_adamw_8bit" if torch.cuda.is_available() else "adamw_torch",
+            "disable_tqdm": True,
+            "dataloader_num_workers": 0,
+        }
+
+    def fit(self, trainer: Any, progress: ProgressCallback, trained_tokens: int) -> None:
+        """Train (from the resume point), then save the adapter and report the result; or, when
+        asked to stop, report where the checkpoint is."""
+        trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+        if self.stop_requested.is_set():
+            self.events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
+            return
+        self.table.write()
+        adapter_dir = self.spec.adapter_dir
+        adapter_dir.mkdir(parents=True, exist_ok=True)
+        # Only the trained adapter ("default"; DPO adds a frozen "ref" copy), and the tokenizer, so
+        # the chat template used in training travels with it.
+        trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
+        self.tokenizer.save_pretrained(str(adapter_dir))
+        self.events.result(
+            adapter_dir=str(adapter_dir),
+            metrics_csv=str(self.spec.metrics_csv),
+            trained_tokens=trained_tokens,
+        )
+
+
+def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> Run:
+    set_seed(spec.seed)
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # A job's folder holds only its own checkpoints: the latest is where a paused or interrupted
+    # run stopped, so a trainer always continues from it.
+    resume_from = latest_checkpoint(spec.checkpoints_dir)
+    resume_step = checkpoint_step(resume_from) if resume_from else None
+    if resume_step is not None:
+        events.message(f"Resuming from the checkpoint at step {resume_step}")
+    return Run(
+        spec, events, stop_requested, tokenizer, resume_from, MetricsTable(spec.metrics_csv, resume_step)
+    )
