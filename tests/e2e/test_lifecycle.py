@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -156,3 +157,54 @@ def test_delete_a_fine_tuned_model(client: OpenAI, server: Server) -> None:
     with pytest.raises(openai.PermissionDeniedError):
         client.models.delete(BASE_MODEL)
     assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == model  # the job keeps its history
+
+
+def _preference_file(client: OpenAI, pairs: int) -> str:
+    lines = [
+        {
+            "input": {"messages": [{"role": "user", "content": f"Classify: item {i} arrived."}]},
+            "preferred_output": [{"role": "assistant", "content": '{"label": "positive"}'}],
+            "non_preferred_output": [{"role": "assistant", "content": "It arrived."}],
+        }
+        for i in range(pairs)
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    return client.files.create(file=("pairs.jsonl", io.BytesIO(data)), purpose="fine-tune").id
+
+
+def test_dpo_continues_from_a_fine_tuned_model(client: OpenAI, validated_job: FineTuningJob) -> None:
+    sft_model = validated_job.fine_tuned_model or ""
+    job = client.fine_tuning.jobs.create(
+        model=sft_model,
+        training_file=_preference_file(client, 12),
+        suffix="dpo",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "batch_size": 4}}},
+    )
+    assert job.model == sft_model and job.method is not None and job.method.type == "dpo"
+    done = wait_for_job(client, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.method is not None and done.method.dpo is not None
+    assert done.method.dpo.hyperparameters.beta == 0.1  # "auto" resolved
+    assert (done.fine_tuned_model or "").startswith(f"ft:{BASE_MODEL}:default:dpo:")
+    events = client.fine_tuning.jobs.list_events(done.id, limit=100).data
+    assert sum(e.type == "metrics" for e in events) == 3
+    reply = client.chat.completions.create(
+        model=done.fine_tuned_model or "",
+        messages=[{"role": "user", "content": "Classify: x."}],
+        max_tokens=8,
+    )
+    assert reply.choices[0].message.content is not None
+
+
+def test_file_format_must_match_the_method(client: OpenAI) -> None:
+    chat_file = _upload(client, 12)
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=chat_file, method={"type": "dpo"})
+    done = wait_for_job(client, job.id, timeout_s=60)
+    assert done.status == "failed" and done.error is not None
+    assert done.error.code == "invalid_training_file" and "chat format" in done.error.message
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=_preference_file(client, 12))
+    done = wait_for_job(client, job.id, timeout_s=60)
+    assert done.status == "failed" and done.error is not None and "preference" in done.error.message
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.create(model="ft:tiny:default::NotMine0", training_file=chat_file)
+    assert err.value.code == "model_not_available"
