@@ -69,7 +69,5 @@ def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
         peft_config=peft_config,
         callbacks=[progress],
     )
-    tokens = sum(
-        len(run.tokenizer.apply_chat_template(r["prompt"] + r["chosen"])) for r in preference_rows([])
-    )
-    run.fit(trainer, progress, trained_tokens=tokens)
+    prompts = [list(row["prompt"]) for row in train.select(range(min(3, len(train))))]
+    run.fit(trainer, progress, _pair_tokens(run.tokenizer, train) * spec.n_epochs, prompts)

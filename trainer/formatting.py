@@ -8,6 +8,8 @@ template that renders conversations prefix-stably works, without `{% generation 
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ class TemplateError(Exception):
 class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
+    truncated: bool = False
 
     @property
     def n_loss_tokens(self) -> int:
@@ -31,7 +34,38 @@ class TokenizedExample:
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if k != "weight"}
+    """A message as chat templates expect it: no `weight`; tool-call arguments as objects (OpenAI
+    sends them as JSON strings; templates serialise them themselves)."""
+    cleaned = {k: v for k, v in message.items() if k != "weight"}
+    if cleaned.get("tool_calls"):
+        cleaned["tool_calls"] = [_parsed_call(call) for call in cleaned["tool_calls"]]
+    return cleaned
+
+
+def _parsed_call(call: dict[str, Any]) -> dict[str, Any]:
+    function = dict(call.get("function") or {})
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        with contextlib.suppress(json.JSONDecodeError):  # else left as text, rendered as given
+            function["arguments"] = json.loads(arguments)
+    return {**call, "function": function}
+
+
+def _check_tools_rendered(text: str, example: ChatExample) -> None:
+    """Templates without tool support drop tools silently; training on that would teach nothing."""
+    names = [t.get("function", {}).get("name") for t in example.tools or [] if isinstance(t, dict)]
+    names += [
+        call.get("function", {}).get("name")
+        for m in example.messages
+        for call in m.get("tool_calls") or []
+        if isinstance(call, dict)
+    ]
+    missing = sorted({n for n in names if isinstance(n, str) and n not in text})
+    if missing:
+        raise TemplateError(
+            "the base model's chat template does not render tools or tool calls "
+            f"(missing: {', '.join(missing)}); use a base model whose template supports tools"
+        )
 
 
 def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation_prompt: bool) -> str:
@@ -50,6 +84,7 @@ def assistant_spans(tokenizer: Any, example: ChatExample) -> tuple[str, list[tup
     """The rendered conversation and the character spans that carry loss."""
     messages = [_clean(m) for m in example.messages]
     text = _render(tokenizer, messages, example.tools, generation_prompt=False)
+    _check_tools_rendered(text, example)
     spans: list[tuple[int, int]] = []
     for i, message in enumerate(example.messages):
         if message.get("role") != "assistant" or message.get("weight", 1) == 0:
@@ -73,6 +108,7 @@ def tokenize_example(tokenizer: Any, example: ChatExample, max_length: int | Non
         token if any(lo <= start < hi for lo, hi in spans) else IGNORE_INDEX
         for token, (start, _end) in zip(input_ids, encoded["offset_mapping"], strict=True)
     ]
-    if max_length is not None:
+    truncated = max_length is not None and len(input_ids) > max_length
+    if truncated:
         input_ids, labels = input_ids[:max_length], labels[:max_length]
-    return TokenizedExample(input_ids=input_ids, labels=labels)
+    return TokenizedExample(input_ids=input_ids, labels=labels, truncated=truncated)

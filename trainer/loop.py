@@ -72,9 +72,15 @@ class Run:
             "dataloader_num_workers": 0,
         }
 
-    def fit(self, trainer: Any, progress: ProgressCallback, trained_tokens: int) -> None:
-        """Train (from the resume point), then save the adapter and report the result; or, when
-        asked to stop, report where the checkpoint is."""
+    def fit(
+        self,
+        trainer: Any,
+        progress: ProgressCallback,
+        trained_tokens: int,
+        prompts: list[list[dict[str, Any]]],
+    ) -> None:
+        """Train (from the resume point), then save the adapter, check it changes answers on a few
+        training prompts, and report the result; or, when asked to stop, where the checkpoint is."""
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
         if self.stop_requested.is_set():
             self.events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
@@ -86,11 +92,43 @@ class Run:
         # the chat template used in training travels with it.
         trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
         self.tokenizer.save_pretrained(str(adapter_dir))
+        self._check_adapter(trainer.model, prompts)
         self.events.result(
             adapter_dir=str(adapter_dir),
             metrics_csv=str(self.spec.metrics_csv),
             trained_tokens=trained_tokens,
         )
+
+    def _check_adapter(self, model: Any, prompts: list[list[dict[str, Any]]]) -> None:
+        """Greedy answers with and without the adapter: an adapter that changes none of them is
+        probably ineffective (too low a learning rate, say), which a user should hear about."""
+        if not prompts:
+            return
+        differ = sum(_answers_differ(model, self.tokenizer, messages) for messages in prompts)
+        if differ:
+            self.events.message(
+                f"Adapter check: greedy answers to {differ} of {len(prompts)} training prompts differ "
+                "from the base model's"
+            )
+        else:
+            self.events.message(
+                f"Adapter check: the adapter did not change the greedy answers to {len(prompts)} training "
+                "prompts; it may have learned little (try more epochs or a higher learning rate)",
+                level="warn",
+            )
+
+
+def _answers_differ(model: Any, tokenizer: Any, messages: list[dict[str, Any]], new_tokens: int = 16) -> bool:
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    ).to(model.device)
+    settings = {"max_new_tokens": new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    model.eval()
+    with torch.no_grad():
+        tuned = model.generate(**inputs, **settings)
+        with model.disable_adapter():
+            base = model.generate(**inputs, **settings)
+    return not torch.equal(tuned, base)
 
 
 def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> Run:

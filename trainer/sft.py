@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +18,49 @@ from trainer.loop import start_run
 from trainer.spec import TrainingSpec
 
 
-def build_dataset(tokenizer: Any, path: Path, param: str, max_length: int) -> tuple[Dataset, int]:
-    """The tokenized examples of one file and their token count."""
+@dataclass
+class TokenizedFile:
+    dataset: Dataset
+    tokens: int
+    truncated: int
+    prompts: list[list[dict[str, Any]]]  # the first turns of a few examples, for the adapter check
+
+
+def build_dataset(tokenizer: Any, path: Path, param: str, max_length: int) -> TokenizedFile:
     examples = load_chat_examples(path, param)
     rows = [tokenize_example(tokenizer, ex, max_length) for ex in examples]
     columns = {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
-    return Dataset.from_dict(columns), sum(len(r.input_ids) for r in rows)
+    prompts = [_prompt_of(ex.messages) for ex in examples[:3]]
+    return TokenizedFile(
+        Dataset.from_dict(columns),
+        sum(len(r.input_ids) for r in rows),
+        sum(r.truncated for r in rows),
+        [p for p in prompts if p],
+    )
+
+
+def _prompt_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages before the first assistant turn."""
+    first = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), 0)
+    return [{"role": m["role"], "content": m.get("content") or ""} for m in messages[:first]]
 
 
 def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
     run = start_run(spec, events, stop_requested)
-    train, tokens_per_epoch = build_dataset(
-        run.tokenizer, spec.training_file, "training_file", spec.max_seq_length
-    )
+    train = build_dataset(run.tokenizer, spec.training_file, "training_file", spec.max_seq_length)
     valid = None
     if spec.validation_file:
-        valid, _ = build_dataset(run.tokenizer, spec.validation_file, "validation_file", spec.max_seq_length)
-    steps_per_epoch = math.ceil(len(train) / spec.batch_size)
+        valid = build_dataset(run.tokenizer, spec.validation_file, "validation_file", spec.max_seq_length)
+    steps_per_epoch = math.ceil(len(train.dataset) / spec.batch_size)
     total_steps = steps_per_epoch * spec.n_epochs
     events.message(
-        f"Training on {len(train)} examples ({tokens_per_epoch} tokens per epoch, {total_steps} steps)"
+        f"Training on {len(train.dataset)} examples ({train.tokens} tokens per epoch, {total_steps} steps)"
     )
+    if train.truncated:
+        events.message(
+            f"{train.truncated} example(s) longer than {spec.max_seq_length} tokens were truncated",
+            level="warn",
+        )
 
     model, peft_config = run.model_and_peft_config()
     progress = run.progress(steps_per_epoch, valid is not None)
@@ -45,10 +68,10 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(**run.common_arguments(eval_steps, valid is not None)),
-        train_dataset=train,
-        eval_dataset=valid,
+        train_dataset=train.dataset,
+        eval_dataset=valid.dataset if valid else None,
         processing_class=run.tokenizer,
         peft_config=peft_config,
         callbacks=[progress],
     )
-    run.fit(trainer, progress, trained_tokens=tokens_per_epoch * spec.n_epochs)
+    run.fit(trainer, progress, train.tokens * spec.n_epochs, train.prompts)

@@ -74,6 +74,8 @@ def test_dpo_raises_the_preference_margin_on_held_out_pairs(tiny_model: Path, tm
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stderr[-3000:]
     assert events[-1]["event"] == "result", events[-3:]
+    assert events[-1]["trained_tokens"] > 0
+    assert any(e.get("message", "").startswith("Adapter check:") for e in events)
     assert sum(e["event"] == "metrics" for e in events) == 18  # 24 pairs / 4 x 3 epochs
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)

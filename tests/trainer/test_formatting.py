@@ -75,3 +75,53 @@ def test_template_that_is_not_prefix_stable_is_refused(tokenizer: Any) -> None:
     example = ChatExample(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
     with pytest.raises(TemplateError):
         tokenize_example(tokenizer, example)
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+TOOL_CALL_MESSAGES: list[dict[str, Any]] = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    {"role": "assistant", "content": "It is sunny."},
+]
+
+
+def test_tool_calls_render_and_carry_loss(tokenizer: Any) -> None:
+    example = ChatExample(messages=TOOL_CALL_MESSAGES, tools=TOOLS)
+    tokenized = tokenize_example(tokenizer, example)
+    text = tokenizer.decode(tokenized.input_ids)
+    assert "get_weather" in text and "Weather of a city" in text
+    loss_text = tokenizer.decode([t for t in tokenized.labels if t != IGNORE_INDEX])
+    # The call (arguments rendered once, as JSON, not a JSON string in a string) and the final answer
+    # are learned; the tool's result is not.
+    assert '{"city": "Paris"}' in loss_text and '\\"city\\"' not in loss_text
+    assert "It is sunny." in loss_text and "sunny<|im_end|>" not in loss_text.replace("It is sunny.", "")
+
+
+def test_template_without_tool_support_is_a_clear_error(tokenizer: Any) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] or '' }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    with pytest.raises(TemplateError, match="does not render tools"):
+        tokenize_example(tokenizer, ChatExample(messages=TOOL_CALL_MESSAGES, tools=TOOLS))
