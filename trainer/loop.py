@@ -81,6 +81,11 @@ class Run:
     ) -> None:
         """Train (from the resume point), then save the adapter, check it changes answers on a few
         training prompts, and report the result; or, when asked to stop, where the checkpoint is."""
+        # TRL casts QLoRA adapters to bf16, but peft loads them from a checkpoint in fp32: training in
+        # fp32 from the start makes a resumed run continue exactly as an uninterrupted one would.
+        for param in trainer.model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
         if self.stop_requested.is_set():
             self.events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)

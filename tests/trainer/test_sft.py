@@ -58,3 +58,42 @@ def test_tool_call_examples_train_reproducibly(tiny_model: Path, tmp_path: Path)
 
     second = _train(tiny_model, data, tmp_path / "b")
     assert [e["train_loss"] for e in second if e["event"] == "metrics"] == losses, "same seed, same losses"
+
+
+def test_stop_and_resume_matches_an_uninterrupted_run(tiny_model: Path, tmp_path: Path) -> None:
+    """SIGTERM (pause) checkpoints mid-epoch; a new trainer continues to the same steps and losses."""
+    from tests.strict_format import jsonl, training_examples
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(jsonl(training_examples(12)))
+    straight = [e for e in _train(tiny_model, data, tmp_path / "straight") if e["event"] == "metrics"]
+
+    spec_path = tmp_path / "paused.json"
+    TrainingSpec(
+        job_id="ftjob-sft",
+        base_model=str(tiny_model),
+        training_file=data,
+        output_dir=tmp_path / "paused",
+        n_epochs=1,
+        batch_size=2,
+        learning_rate=3e-3,
+        seed=7,
+    ).write(spec_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer", str(spec_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if json.loads(line).get("step") == 2:
+            process.terminate()  # SIGTERM, as pause and cancel send
+            break
+    remaining = [json.loads(line) for line in process.stdout]
+    assert process.wait(timeout=120) == 0
+    assert remaining[-1]["event"] == "stopped" and remaining[-1]["checkpoint"]
+
+    resumed = _train(tiny_model, data, tmp_path / "paused")
+    assert any(e.get("message", "").startswith("Resuming from the checkpoint at step") for e in resumed)
+    resumed_metrics = [e for e in resumed if e["event"] == "metrics"]
+    assert resumed_metrics[-1]["step"] == straight[-1]["step"] == 6
+    by_step = {e["step"]: e["train_loss"] for e in straight}
+    assert all(by_step[e["step"]] == e["train_loss"] for e in resumed_metrics)
