@@ -19,6 +19,7 @@ from types import FrameType
 from trainer.data import DataValidationError
 from trainer.events import EventWriter
 from trainer.formatting import TemplateError
+from trainer.model import ModelLoadError
 from trainer.spec import TrainingSpec
 
 
@@ -63,11 +64,29 @@ def main(argv: list[str] | None = None) -> int:
     except TemplateError as exc:
         events.error("invalid_training_file", str(exc), "training_file")
         return 1
+    except ModelLoadError as exc:
+        events.error("base_model_unavailable", str(exc), "model")
+        return 1
     except Exception as exc:
+        if _is_out_of_memory(exc):
+            events.error(
+                "out_of_memory",
+                f"Training ran out of memory (batch size {spec.batch_size}, max sequence length "
+                f"{spec.max_seq_length}). Try a smaller batch_size, or a smaller "
+                "'opentune.max_seq_length' in the job's metadata.",
+                None,
+            )
+            return 1
         traceback.print_exc()
         events.error("training_failed", f"Training failed: {type(exc).__name__}: {exc}", None)
         return 1
     return 0
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(exc).lower()
 
 
 if __name__ == "__main__":

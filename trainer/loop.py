@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, set_seed
 
 from trainer.checkpoints import checkpoint_step, latest_checkpoint
 from trainer.events import EventWriter
-from trainer.model import compute_dtype, load_base_model, lora_config
+from trainer.model import ModelLoadError, compute_dtype, load_base_model, lora_config
 from trainer.progress import MetricsTable, ProgressCallback
 from trainer.spec import TrainingSpec
 
@@ -138,7 +138,10 @@ def _answers_differ(model: Any, tokenizer: Any, messages: list[dict[str, Any]], 
 
 def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> Run:
     set_seed(spec.seed)
-    tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"The base model {spec.base_model} could not be loaded: {exc}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # A job's folder holds only its own checkpoints: the latest is where a paused or interrupted

@@ -28,14 +28,21 @@ def quantization_config(spec: TrainingSpec) -> BitsAndBytesConfig | None:
     )
 
 
+class ModelLoadError(Exception):
+    """The base model's weights could not be loaded."""
+
+
 def load_base_model(spec: TrainingSpec) -> Any:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return AutoModelForCausalLM.from_pretrained(
-        spec.base_model,
-        quantization_config=quantization_config(spec),
-        dtype=compute_dtype(),
-        device_map={"": device},
-    )
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            spec.base_model,
+            quantization_config=quantization_config(spec),
+            dtype=compute_dtype(),
+            device_map={"": device},
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"The base model {spec.base_model} could not be loaded: {exc}") from exc
 
 
 def lora_config(settings: LoraSettings) -> LoraConfig:

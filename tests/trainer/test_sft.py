@@ -97,3 +97,25 @@ def test_stop_and_resume_matches_an_uninterrupted_run(tiny_model: Path, tmp_path
     assert resumed_metrics[-1]["step"] == straight[-1]["step"] == 6
     by_step = {e["step"]: e["train_loss"] for e in straight}
     assert all(by_step[e["step"]] == e["train_loss"] for e in resumed_metrics)
+
+
+def test_unloadable_base_model_is_a_clear_job_error(tmp_path: Path) -> None:
+    from tests.strict_format import jsonl, training_examples
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(jsonl(training_examples(10)))
+    spec_path = tmp_path / "spec.json"
+    TrainingSpec(
+        job_id="ftjob-x",
+        base_model=str(tmp_path / "no-model-here"),
+        training_file=data,
+        output_dir=tmp_path / "out",
+        n_epochs=1,
+        batch_size=1,
+        learning_rate=1e-4,
+    ).write(spec_path)
+    done = subprocess.run([sys.executable, "-m", "trainer", str(spec_path)], capture_output=True, text=True)
+    assert done.returncode == 1
+    error = json.loads(done.stdout.splitlines()[-1])
+    assert error["event"] == "error" and error["code"] == "base_model_unavailable"
+    assert "no-model-here" in error["message"]
