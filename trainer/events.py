@@ -47,8 +47,14 @@ class EventWriter:
             kept_epoch_steps=kept_epoch_steps,
         )
 
-    def result(self, adapter_dir: str, metrics_csv: str, trained_tokens: int) -> None:
-        self.emit("result", adapter_dir=adapter_dir, metrics_csv=metrics_csv, trained_tokens=trained_tokens)
+    def result(self, adapter_dir: str, metrics_csv: str, trained_tokens: int, **measurements: Any) -> None:
+        self.emit(
+            "result",
+            adapter_dir=adapter_dir,
+            metrics_csv=metrics_csv,
+            trained_tokens=trained_tokens,
+            **measurements,
+        )
 
     def stopped(self, step: int, checkpoint: str | None) -> None:
         self.emit("stopped", step=step, checkpoint=checkpoint)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,9 @@ class Run:
         model = load_base_model(self.spec)
         if self.spec.init_adapter is None:
             return model, lora_config(self.spec.lora)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=self.spec.gradient_checkpointing
+        )
         return PeftModel.from_pretrained(model, str(self.spec.init_adapter), is_trainable=True), None
 
     def progress(self, steps_per_epoch: int, has_validation: bool) -> ProgressCallback:
@@ -65,7 +69,7 @@ class Run:
             "data_seed": self.spec.seed,
             "max_length": self.spec.max_seq_length,
             "bf16": compute_dtype() == torch.bfloat16,
-            "gradient_checkpointing": True,
+            "gradient_checkpointing": self.spec.gradient_checkpointing,
             # Paged 8-bit AdamW (QLoRA's) keeps optimizer memory spikes off a GPU; plain AdamW on CPU.
             "optim": "paged_adamw_8bit" if torch.cuda.is_available() else "adamw_torch",
             "disable_tqdm": True,
@@ -86,7 +90,9 @@ class Run:
         for param in trainer.model.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
+        started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+        runtime_s = time.perf_counter() - started
         if self.stop_requested.is_set():
             self.events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
             return
@@ -97,11 +103,20 @@ class Run:
         # the chat template used in training travels with it.
         trainer.model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
         self.tokenizer.save_pretrained(str(adapter_dir))
+        peak = peak_memory_bytes()
+        if self.resume_from is None:  # a resumed run's time covers only part of the training
+            where = "GPU" if torch.cuda.is_available() else "process"
+            self.events.message(
+                f"Trained {trained_tokens} tokens in {runtime_s:.1f} s ({trained_tokens / runtime_s:.0f} "
+                f"tokens/s); peak {where} memory {peak / 2**30:.2f} GiB"
+            )
         self._check_adapter(trainer.model, prompts)
         self.events.result(
             adapter_dir=str(adapter_dir),
             metrics_csv=str(self.spec.metrics_csv),
             trained_tokens=trained_tokens,
+            train_runtime_s=runtime_s,
+            peak_memory_bytes=peak,
         )
 
     def _check_adapter(self, model: Any, prompts: list[list[dict[str, Any]]]) -> None:
@@ -134,6 +149,13 @@ def _answers_differ(model: Any, tokenizer: Any, messages: list[dict[str, Any]], 
         with model.disable_adapter():
             base = model.generate(**inputs, **settings)
     return not torch.equal(tuned, base)
+
+
+def peak_memory_bytes() -> int:
+    """Peak GPU memory allocated by torch, or (on CPU) the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> Run:

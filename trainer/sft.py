@@ -67,7 +67,11 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     eval_steps = max(1, total_steps // spec.evaluations_per_job)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(**run.common_arguments(eval_steps, valid is not None)),
+        # Batches of similar lengths, so short examples pay little padding. (Padding-free packing
+        # needs flash-attention kernels: SDPA and eager attention attend across packed sequences.)
+        args=SFTConfig(
+            train_sampling_strategy="group_by_length", **run.common_arguments(eval_steps, valid is not None)
+        ),
         train_dataset=train.dataset,
         eval_dataset=valid.dataset if valid else None,
         processing_class=run.tokenizer,

@@ -33,6 +33,8 @@ class TrainingSpec(BaseModel):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     max_seq_length: int = 2048
     load_in_4bit: bool = True
+    # Recompute activations in the backward pass: ~25% more compute, far less activation memory.
+    gradient_checkpointing: bool = True
     # Per-epoch checkpoints kept (as OpenAI: the last 3).
     keep_epoch_checkpoints: int = Field(default=3, ge=1)
     # Validation runs about this many times over the job (and at the end), when there is a file.
