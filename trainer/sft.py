@@ -16,6 +16,7 @@ from trainer.events import EventWriter
 from trainer.formatting import tokenize_example
 from trainer.loop import start_run
 from trainer.spec import TrainingSpec
+from trainer.token_cache import cache_key, cached
 
 
 @dataclass
@@ -24,19 +25,25 @@ class TokenizedFile:
     tokens: int
     truncated: int
     prompts: list[list[dict[str, Any]]]  # the first turns of a few examples, for the adapter check
+    from_cache: bool = False
 
 
-def build_dataset(tokenizer: Any, path: Path, param: str, max_length: int) -> TokenizedFile:
-    examples = load_chat_examples(path, param)
-    rows = [tokenize_example(tokenizer, ex, max_length) for ex in examples]
-    columns = {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
-    prompts = [_prompt_of(ex.messages) for ex in examples[:3]]
-    return TokenizedFile(
-        Dataset.from_dict(columns),
-        sum(len(r.input_ids) for r in rows),
-        sum(r.truncated for r in rows),
-        [p for p in prompts if p],
-    )
+def build_dataset(
+    tokenizer: Any, path: Path, param: str, max_length: int, cache_dir: Path | None
+) -> TokenizedFile:
+    def tokenize() -> tuple[Dataset, dict[str, Any]]:
+        examples = load_chat_examples(path, param)
+        rows = [tokenize_example(tokenizer, ex, max_length) for ex in examples]
+        columns = {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
+        meta = {
+            "tokens": sum(len(r.input_ids) for r in rows),
+            "truncated": sum(r.truncated for r in rows),
+            "prompts": [p for p in (_prompt_of(ex.messages) for ex in examples[:3]) if p],
+        }
+        return Dataset.from_dict(columns), meta
+
+    dataset, meta, hit = cached(cache_dir, cache_key(path, tokenizer, max_length), tokenize)
+    return TokenizedFile(dataset, meta["tokens"], meta["truncated"], meta["prompts"], hit)
 
 
 def _prompt_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -47,10 +54,15 @@ def _prompt_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
     run = start_run(spec, events, stop_requested)
-    train = build_dataset(run.tokenizer, spec.training_file, "training_file", spec.max_seq_length)
+    cache = spec.token_cache_dir
+    train = build_dataset(run.tokenizer, spec.training_file, "training_file", spec.max_seq_length, cache)
+    if train.from_cache:
+        events.message("Tokenized training data found in the cache")
     valid = None
     if spec.validation_file:
-        valid = build_dataset(run.tokenizer, spec.validation_file, "validation_file", spec.max_seq_length)
+        valid = build_dataset(
+            run.tokenizer, spec.validation_file, "validation_file", spec.max_seq_length, cache
+        )
     steps_per_epoch = math.ceil(len(train.dataset) / spec.batch_size)
     total_steps = steps_per_epoch * spec.n_epochs
     events.message(

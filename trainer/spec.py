@@ -35,6 +35,8 @@ class TrainingSpec(BaseModel):
     load_in_4bit: bool = True
     # Recompute activations in the backward pass: ~25% more compute, far less activation memory.
     gradient_checkpointing: bool = True
+    # Where tokenized data is cached by content (none: no cache).
+    token_cache_dir: Path | None = None
     # Per-epoch checkpoints kept (as OpenAI: the last 3).
     keep_epoch_checkpoints: int = Field(default=3, ge=1)
     # Validation runs about this many times over the job (and at the end), when there is a file.

@@ -210,6 +210,7 @@ class JobScheduler:
                 beta=resolved.beta or DEFAULT_DPO_BETA,
                 init_adapter=init_adapter,
                 lora=options.lora,
+                token_cache_dir=self.settings.data_dir.resolve() / "cache" / "tokenized",
                 max_seq_length=options.max_seq_length,
             )
             await self._spawn(job, spec, job_dir)

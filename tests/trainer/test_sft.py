@@ -12,8 +12,9 @@ from tests.trainer.test_formatting import TOOL_CALL_MESSAGES, TOOLS
 from trainer.spec import TrainingSpec
 
 
-def _train(tiny_model: Path, data: Path, out: Path) -> list[dict[str, Any]]:
+def _train(tiny_model: Path, data: Path, out: Path, cache: Path | None = None) -> list[dict[str, Any]]:
     spec = TrainingSpec(
+        token_cache_dir=cache,
         job_id="ftjob-sft",
         base_model=str(tiny_model),
         training_file=data,
@@ -49,14 +50,15 @@ def test_tool_call_examples_train_reproducibly(tiny_model: Path, tmp_path: Path)
     ] * 4
     data.write_text("".join(json.dumps(e) + "\n" for e in examples))
 
-    first = _train(tiny_model, data, tmp_path / "a")
+    first = _train(tiny_model, data, tmp_path / "a", cache=tmp_path / "cache")
     assert first[-1]["event"] == "result" and first[-1]["trained_tokens"] > 0
     losses = [e["train_loss"] for e in first if e["event"] == "metrics"]
     assert len(losses) == 6
     assert any(e.get("message", "").startswith("Adapter check:") for e in first)
     assert (tmp_path / "a" / "adapter" / "adapter_model.safetensors").is_file()
 
-    second = _train(tiny_model, data, tmp_path / "b")
+    second = _train(tiny_model, data, tmp_path / "b", cache=tmp_path / "cache")
+    assert "Tokenized training data found in the cache" in [e.get("message") for e in second]
     assert [e["train_loss"] for e in second if e["event"] == "metrics"] == losses, "same seed, same losses"
 
 
