@@ -1,10 +1,17 @@
-"""Which LoRA adapters the engine has loaded, and loading them once, on demand."""
+"""Which LoRA adapters the engine has loaded: loading on demand, once, and evicting the least
+recently used beyond a cap.
+
+Adapters are named by their immutable model id, so a loaded name always means the same weights.
+A lock serialises loads and evictions (vLLM loads an adapter in milliseconds), so concurrent first
+requests for one adapter cause a single load. An adapter serving a request is never evicted: the
+engine may then hold more than the cap until those requests finish.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, OrderedDict
 
 from service.engine.client import EngineClient, EngineError
 
@@ -16,45 +23,75 @@ class AdapterLoadError(Exception):
 
 
 class AdapterRegistry:
-    """Adapters are named by their immutable model id, so a loaded name always means the same weights.
-
-    A lock per name makes concurrent first requests for one adapter cause a single load.
-    """
-
-    def __init__(self, engine: EngineClient) -> None:
+    def __init__(self, engine: EngineClient, max_resident: int) -> None:
         self.engine = engine
-        self._loaded: set[str] = set()
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.max_resident = max_resident
+        self._resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
+        self._in_use: Counter[str] = Counter()
+        self._lock = asyncio.Lock()
+        self.loads = 0  # adapters loaded into the engine since start (observability, tests)
 
     def is_loaded(self, name: str) -> bool:
-        return name in self._loaded
+        return name in self._resident
+
+    @property
+    def resident(self) -> list[str]:
+        return list(self._resident)
 
     async def ensure_loaded(self, name: str, path: str) -> None:
-        if name in self._loaded:
-            return
-        async with self._locks[name]:
-            if name in self._loaded:
-                return
-            try:
-                await self.engine.load_adapter(name, path)
-            except EngineError as exc:
-                if not _already_loaded(exc):
-                    raise AdapterLoadError(f"the engine could not load adapter '{name}': {exc.body}") from exc
-            self._loaded.add(name)
-            logger.info("Loaded adapter %s from %s", name, path)
+        """Load the adapter if the engine lacks it, and mark it most recently used."""
+        async with self._lock:
+            await self._load(name, path)
+            await self._evict(keep=name)
+
+    async def acquire(self, name: str, path: str) -> None:
+        """Like ensure_loaded, and hold the adapter (not evictable) until `release(name)`."""
+        async with self._lock:
+            await self._load(name, path)
+            self._in_use[name] += 1
+            await self._evict(keep=name)
+
+    def release(self, name: str) -> None:
+        self._in_use[name] -= 1
+        if self._in_use[name] <= 0:
+            del self._in_use[name]
 
     async def unload(self, name: str) -> None:
         """Unload if loaded; an engine that no longer knows the adapter (it restarted) is fine."""
-        async with self._locks[name]:
-            if name not in self._loaded:
-                return
-            try:
-                await self.engine.unload_adapter(name)
-            except EngineError as exc:
-                if exc.status_code != 404:
-                    raise
-            self._loaded.discard(name)
+        async with self._lock:
+            await self._unload(name)
 
+    def forget_all(self) -> None:
+        """The engine restarted empty: adapters come back on demand."""
+        self._resident.clear()
 
-def _already_loaded(exc: EngineError) -> bool:
-    return exc.status_code == 400 and "already been loaded" in str(exc.body)
+    async def _load(self, name: str, path: str) -> None:
+        if name in self._resident:
+            self._resident.move_to_end(name)
+            return
+        try:
+            await self.engine.load_adapter(name, path)
+        except EngineError as exc:
+            if not (exc.status_code == 400 and "already been loaded" in str(exc.body)):
+                raise AdapterLoadError(f"the engine could not load adapter '{name}': {exc.body}") from exc
+        self._resident[name] = None
+        self.loads += 1
+        logger.info("Loaded adapter %s from %s", name, path)
+
+    async def _evict(self, keep: str) -> None:
+        while len(self._resident) > self.max_resident:
+            victim = next((n for n in self._resident if n != keep and not self._in_use[n]), None)
+            if victim is None:
+                return  # every other adapter is serving a request: over the cap until they finish
+            await self._unload(victim)
+            logger.info("Evicted adapter %s (least recently used)", victim)
+
+    async def _unload(self, name: str) -> None:
+        if name not in self._resident:
+            return
+        try:
+            await self.engine.unload_adapter(name)
+        except EngineError as exc:
+            if exc.status_code != 404:
+                raise
+        del self._resident[name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -60,7 +62,7 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
         files = FileStore(db, data_dir / "files")
         jobs = JobStore(db)
         checkpoints = CheckpointStore(db)
-        adapters = AdapterRegistry(engine)
+        adapters = AdapterRegistry(engine, settings.engine_max_adapters)
         catalog = ModelCatalog(settings, db, jobs, checkpoints, adapters, started_at=int(time.time()))
         scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, adapters, base_path)
         app.state.components = Components(
@@ -74,9 +76,14 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
             adapters=adapters,
         )
         await scheduler.start()
+        supervisor = asyncio.create_task(managed.supervise(engine, adapters.forget_all)) if managed else None
         try:
             yield
         finally:
+            if supervisor:
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervisor
             await scheduler.stop()
             await engine.close()
             if managed:

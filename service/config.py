@@ -34,8 +34,15 @@ class Settings(BaseSettings):
         default=None, description="Port of the managed engine; free one if unset."
     )
     engine_startup_timeout_s: float = 900.0
+    # LoRA capacity. max_loras: adapters in one batch (GPU slots); max_adapters: adapters loaded in
+    # the engine at once (vLLM's max_cpu_loras), least recently used evicted beyond it.
     engine_max_lora_rank: int = 64
     engine_max_loras: int = 4
+    engine_max_adapters: int = 16
+    # vLLM's tool-call parser for the model's family (hermes, llama3_json, mistral, ...): enables
+    # `tools` with tool_choice "auto"/"required"/named. None: tools only with tool_choice "none".
+    engine_tool_call_parser: str | None = None
+    engine_health_interval_s: float = 2.0
     engine_max_model_len: int | None = None
     engine_gpu_memory_utilization: float | None = None
     engine_cpu_kvcache_gib: int = 2

@@ -8,7 +8,7 @@ Business-rule conflicts are 400, never 409: the openai SDK retries 409.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,8 +32,12 @@ class OpenAIError(Exception):
         if code is not None:
             self.code = code
 
+    headers: ClassVar[dict[str, str]] = {}
+
     def to_response(self) -> JSONResponse:
-        return error_response(self.status_code, self.message, self.type, self.param, self.code)
+        response = error_response(self.status_code, self.message, self.type, self.param, self.code)
+        response.headers.update(self.headers)
+        return response
 
 
 class InvalidRequest(OpenAIError):
@@ -54,9 +58,12 @@ class PermissionDenied(OpenAIError):
 
 
 class EngineUnavailable(OpenAIError):
+    """The engine is starting or restarting: a 503 the SDK retries after `retry-after` seconds."""
+
     status_code = 503
     type = "server_error"
     code = "engine_unavailable"
+    headers: ClassVar[dict[str, str]] = {"retry-after": "5"}
 
 
 def error_response(

@@ -29,12 +29,15 @@ async def _json_object(request: Request) -> dict[str, Any]:
 async def _complete(request: Request, c: ComponentsDep, org_id: str, path: str) -> Response:
     body = await _json_object(request)
     model = await asyncio.to_thread(c.catalog.resolve, org_id, body["model"])
-    if model.adapter_path:
-        try:
-            await c.adapters.ensure_loaded(model.name, model.adapter_path)
-        except AdapterLoadError as exc:
-            raise EngineUnavailable(str(exc)) from exc
-    return await forward(c.engine, path, body)
+    if not c.engine.available:
+        raise EngineUnavailable("The model engine is restarting; retry shortly.")
+    if not model.adapter_path:
+        return await forward(c.engine, path, body)
+    try:
+        await c.adapters.acquire(model.name, model.adapter_path)
+    except AdapterLoadError as exc:
+        raise EngineUnavailable(str(exc)) from exc
+    return await forward(c.engine, path, body, on_done=lambda: c.adapters.release(model.name))
 
 
 @router.post("/chat/completions")

@@ -21,6 +21,8 @@ class EngineError(Exception):
 class EngineClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
+        # False while a managed engine restarts: requests get 503 with retry-after meanwhile.
+        self.available = True
         # No read timeout: generations and streams last as long as they last; the client may cancel.
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0))
 

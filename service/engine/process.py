@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from service.config import Settings
@@ -58,7 +59,11 @@ def engine_command(settings: Settings, model_path: Path, port: int) -> list[str]
         str(settings.engine_max_lora_rank),
         "--max-loras",
         str(settings.engine_max_loras),
+        "--max-cpu-loras",
+        str(max(settings.engine_max_adapters, settings.engine_max_loras)),
     ]
+    if settings.engine_tool_call_parser:
+        command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.engine_tool_call_parser]
     if settings.engine_max_model_len:
         command += ["--max-model-len", str(settings.engine_max_model_len)]
     if settings.engine_gpu_memory_utilization:
@@ -110,6 +115,29 @@ class ManagedEngine:
         raise EngineStartError(
             f"the vLLM engine did not become ready within {self.settings.engine_startup_timeout_s:.0f} s"
         )
+
+    async def supervise(self, client: EngineClient, on_restart: Callable[[], None]) -> None:
+        """Keep the engine up: when its process dies or stops answering health checks, start it
+        again. Meanwhile `client.available` is False (requests get 503 with retry-after) and
+        `on_restart` runs (loaded adapters are gone; they come back on demand)."""
+        failures = 0
+        while True:
+            await asyncio.sleep(self.settings.engine_health_interval_s)
+            process_alive = self._process is not None and self._process.returncode is None
+            failures = 0 if process_alive and await client.is_healthy() else failures + 1
+            if process_alive and failures < 3:
+                continue
+            logger.error("The engine is down (process alive: %s); restarting it", process_alive)
+            client.available = False
+            on_restart()
+            await self.stop()
+            try:
+                await self.start(client)
+            except EngineStartError:
+                logger.exception("The engine failed to restart; trying again")
+                continue
+            failures = 0
+            client.available = True
 
     async def stop(self) -> None:
         process = self._process

@@ -7,13 +7,17 @@ OpenAI's is a string or null).
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
 
 from service.engine.client import EngineClient
 from service.errors import error_response
+
+logger = logging.getLogger(__name__)
 
 # vLLM sends null for optional fields that OpenAI either omits or types as objects or arrays.
 _NULL_MESSAGE_KEYS = ("annotations", "function_call", "audio")
@@ -51,28 +55,56 @@ def openai_error_from_engine(status_code: int, body: dict[str, Any]) -> JSONResp
     )
 
 
-async def forward(engine: EngineClient, path: str, body: dict[str, Any]) -> Response:
+def sse_error(message: str, type_: str = "server_error", code: str | None = None) -> bytes:
+    """An error inside a started stream: the SDK raises APIError on a data object with `error`."""
+    payload = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+async def _relay(upstream: httpx.Response, on_done: Callable[[], None]) -> AsyncIterator[bytes]:
+    """The engine's SSE bytes as they come. However the stream ends (finished, the client went
+    away, the engine failed), the engine connection is closed, which cancels the engine's request."""
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        logger.warning("Engine stream broke: %s", exc)
+        yield sse_error("The model engine failed while streaming the response.", code="engine_unavailable")
+    finally:
+        await upstream.aclose()
+        on_done()
+
+
+async def forward(
+    engine: EngineClient, path: str, body: dict[str, Any], on_done: Callable[[], None] = lambda: None
+) -> Response:
+    """Send an OpenAI request to the engine and its answer back; `on_done` runs when the engine is
+    finished with it (after the last streamed byte, for streams)."""
     stream = bool(body.get("stream"))
-    upstream = await engine.send(path, body, stream=stream)
-    if upstream.status_code >= 400:
-        if stream:
-            await upstream.aread()
-            await upstream.aclose()
+    try:
+        upstream = await engine.send(path, body, stream=stream)
+    except BaseException:
+        on_done()
+        raise
+    if upstream.status_code >= 400 or not stream:
         try:
-            payload = upstream.json()
-        except ValueError:
-            payload = {"message": upstream.text}
-        return openai_error_from_engine(upstream.status_code, payload if isinstance(payload, dict) else {})
-    if not stream:
-        try:
-            content = json.dumps(openai_body(upstream.json())).encode()
-        except ValueError:
-            content = upstream.content
-        return Response(content=content, status_code=upstream.status_code, media_type="application/json")
-    # Closing the upstream response when the client goes away cancels the engine's request.
+            if stream:
+                await upstream.aread()
+                await upstream.aclose()
+            return _complete_response(upstream)
+        finally:
+            on_done()
     return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        media_type="text/event-stream",
-        background=BackgroundTask(upstream.aclose),
+        _relay(upstream, on_done), status_code=upstream.status_code, media_type="text/event-stream"
     )
+
+
+def _complete_response(upstream: httpx.Response) -> Response:
+    try:
+        payload = upstream.json()
+    except ValueError:
+        payload = None
+    if upstream.status_code >= 400:
+        return openai_error_from_engine(upstream.status_code, payload if isinstance(payload, dict) else {})
+    content = json.dumps(openai_body(payload)).encode() if payload is not None else upstream.content
+    return Response(content=content, status_code=upstream.status_code, media_type="application/json")

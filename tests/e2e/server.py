@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,12 @@ class Server:
     process: subprocess.Popen[bytes]
     startup_s: float
 
+    @property
+    def engine_url(self) -> str:
+        """The managed engine's own address (tests inspect it directly)."""
+        found = re.findall(r"Engine ready at (http://\S+)", self.log_path.read_text())
+        return found[-1]
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -46,6 +53,7 @@ def running_server(
     api_key: str,
     timeout_s: float = 600,
     extra_args: Sequence[str] = (),
+    env_overrides: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """A server on a free port, ready (its engine answers) when this yields; stopped afterwards."""
     log_path = data_dir / "server.log"
@@ -55,7 +63,13 @@ def running_server(
         "OPENTUNE_API_KEY": api_key,
         "OPENTUNE_ENGINE_MAX_MODEL_LEN": "1024",
         "OPENTUNE_ENGINE_CPU_KVCACHE_GIB": "1",
+        # The tiny test model's template writes Hermes-style <tool_call> blocks.
+        "OPENTUNE_ENGINE_TOOL_CALL_PARSER": "hermes",
+        # A small adapter cap, so that tests exercise least-recently-used eviction.
+        "OPENTUNE_ENGINE_MAX_LORAS": "2",
+        "OPENTUNE_ENGINE_MAX_ADAPTERS": "3",
         "PYTHONUNBUFFERED": "1",
+        **(env_overrides or {}),
     }
     command = [sys.executable, "-m", "service", "serve", "--model", str(model_dir)]
     command += ["--served-model-name", served_name, "--port", str(port), "--data-dir", str(data_dir)]

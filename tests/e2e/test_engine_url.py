@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_gateway_on_an_existing_engine(server: Server, tiny_model: Path, tmp_path: Path) -> None:
     # The session server's managed engine stands in for a vLLM someone already runs.
-    engine_url = re.findall(r"Engine ready at (http://\S+)", server.log_path.read_text())[0]
+    engine_url = server.engine_url
     with running_server(
         tiny_model, BASE_MODEL, tmp_path, "sk-other", extra_args=["--engine-url", engine_url]
     ) as other:

@@ -1,0 +1,157 @@
+"""Serving benchmarks on a real server: gateway overhead, LoRA decode cost, adapter loading.
+
+    python -m bench.serving [--requests 48] [--max-tokens 64]
+
+Starts opentune (uvicorn + managed vLLM) on the tiny offline test model, fine-tunes three small
+adapters (their checkpoints are adapters too), then measures, side by side in this run:
+- gateway overhead: output tokens/s and request latency through the gateway vs the same vLLM called
+  directly, at concurrency 1 and 16 (targets: >= 0.98x tokens/s, <= 5 ms added p50);
+- LoRA decode: one adapter vs the base model, and 8 distinct adapters mixed vs the base (S2, S3);
+- adapter load: vLLM's load_lora_adapter from disk (S4), and the first-token penalty of a request
+  for an adapter that is not loaded yet (S5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from openai import OpenAI
+
+from tests.e2e.jobs import wait_for_job
+from tests.e2e.server import running_server
+from tests.strict_format import jsonl, training_examples
+from tests.tiny_model import build_tiny_model
+
+KEY = "sk-bench"
+PROMPT = [{"role": "user", "content": "Write a long story about a train."}]
+
+
+async def _one(
+    http: httpx.AsyncClient, url: str, model: str, max_tokens: int, headers: dict[str, str]
+) -> tuple[float, float, int]:
+    """(seconds to first token, seconds in all, output tokens) of one streamed request."""
+    body = {
+        "model": model,
+        "messages": PROMPT,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,  # vLLM extension: every request decodes exactly max_tokens
+    }
+    started = time.perf_counter()
+    first = None
+    tokens = 0
+    async with http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and first is None and '"content"' in line:
+                first = time.perf_counter() - started
+            if '"usage":{' in line.replace(" ", "") and '"completion_tokens"' in line:
+                tokens = int(line.split('"completion_tokens":')[1].split(",")[0].split("}")[0])
+    return first or 0.0, time.perf_counter() - started, tokens
+
+
+async def load(
+    url: str, models: list[str], requests: int, concurrency: int, max_tokens: int, key: str = ""
+) -> dict[str, float]:
+    """Output tokens/s and latency percentiles for `requests` streamed requests, `concurrency` at a time."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=300) as http:
+
+        async def bounded(i: int) -> tuple[float, float, int]:
+            async with limit:
+                return await _one(http, url, models[i % len(models)], max_tokens, headers)
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(bounded(i) for i in range(requests)))
+        elapsed = time.perf_counter() - started
+    latencies = sorted(r[1] for r in results)
+    return {
+        "tokens_per_s": sum(r[2] for r in results) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "ttft_p50_ms": 1000 * statistics.median(r[0] for r in results),
+    }
+
+
+def adapters(client: OpenAI, jobs: int) -> list[str]:
+    """Fine-tuned models and their checkpoints: 4 adapters per small job."""
+    file = client.files.create(
+        file=("t.jsonl", io.BytesIO(jsonl(training_examples(10)))), purpose="fine-tune"
+    )
+    names: list[str] = []
+    for _ in range(jobs):
+        job = client.fine_tuning.jobs.create(
+            model="tiny", training_file=file.id, hyperparameters={"n_epochs": 3, "batch_size": 5}
+        )
+        done = wait_for_job(client, job.id)
+        names.append(done.fine_tuned_model or "")
+        names += [c.fine_tuned_model_checkpoint for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_tiny_model(Path(tmp) / "model")
+        data = Path(tmp) / "data"
+        data.mkdir()
+        overrides = {"OPENTUNE_ENGINE_MAX_LORAS": "8", "OPENTUNE_ENGINE_MAX_ADAPTERS": "16"}
+        with running_server(model, "tiny", data, KEY, env_overrides=overrides) as server:
+            client = OpenAI(base_url=f"{server.url}/v1", api_key=KEY)
+            names = adapters(client, 3)
+            run = asyncio.run
+
+            print("gateway overhead (base model, streamed, ignore_eos):")
+            for concurrency in (1, 16):
+                direct = run(load(server.engine_url, ["tiny"], args.requests, concurrency, args.max_tokens))
+                gateway = run(load(server.url, ["tiny"], args.requests, concurrency, args.max_tokens, KEY))
+                ratio = gateway["tokens_per_s"] / direct["tokens_per_s"]
+                print(
+                    f"  concurrency {concurrency:2d}: direct {direct['tokens_per_s']:7.0f} tok/s, "
+                    f"gateway {gateway['tokens_per_s']:7.0f} tok/s ({ratio:.3f}x); added latency "
+                    f"p50 {gateway['p50_ms'] - direct['p50_ms']:+.1f} ms, "
+                    f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.1f} ms"
+                )
+
+            base = run(load(server.url, ["tiny"], args.requests, 1, args.max_tokens, KEY))
+            one = run(load(server.url, [names[0]], args.requests, 1, args.max_tokens, KEY))
+            ratio = one["tokens_per_s"] / base["tokens_per_s"]
+            print(f"LoRA vs base, concurrency 1: {ratio:.2f}x (target S2 >= 0.85x)")
+            base16 = run(load(server.url, ["tiny"], args.requests, 16, args.max_tokens, KEY))
+            mixed = run(load(server.url, names[:8], args.requests, 16, args.max_tokens, KEY))
+            ratio = mixed["tokens_per_s"] / base16["tokens_per_s"]
+            print(f"8 adapters mixed vs base, concurrency 16: {ratio:.2f}x (target S3 >= 0.75x)")
+
+            path = str(next((data / "jobs").glob("*/output/adapter")))
+            loads = []
+            for i in range(5):
+                started = time.perf_counter()
+                engine = server.engine_url
+                body = {"lora_name": f"bench-{i}", "lora_path": path}
+                httpx.post(f"{engine}/v1/load_lora_adapter", json=body, timeout=60).raise_for_status()
+                loads.append(1000 * (time.perf_counter() - started))
+                httpx.post(f"{engine}/v1/unload_lora_adapter", json={"lora_name": f"bench-{i}"}, timeout=60)
+            print(f"adapter load from disk: p50 {statistics.median(loads):.1f} ms (target S4 <= 500 ms)")
+            cold_model = names[-1]  # a checkpoint of the last job: never requested, so not loaded yet
+            cold = run(load(server.url, [cold_model], 1, 1, 4, KEY))["ttft_p50_ms"]
+            warm = run(load(server.url, [cold_model], 5, 1, 4, KEY))["ttft_p50_ms"]
+            print(
+                f"cold-adapter first-token penalty: {cold - warm:+.1f} ms over {warm:.1f} ms "
+                "(target S5 <= 300 ms)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The managed engine dies mid-traffic: the gateway answers 503 with retry-after, restarts it, and
+serves again (adapters included) without a gateway restart."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.e2e.conftest import API_KEY, BASE_MODEL
+from tests.e2e.jobs import wait_for_job
+from tests.e2e.server import running_server
+from tests.strict_format import jsonl, training_examples
+
+pytestmark = pytest.mark.e2e
+
+
+def _process_tree(root: int) -> list[int]:
+    """root and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _engine_pid(port: int) -> int:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"vllm.entrypoints.openai.api_server" in cmdline and str(port).encode() in cmdline:
+                return int(proc.name)
+    raise AssertionError(f"no engine on port {port}")
+
+
+def test_engine_killed_mid_traffic_comes_back(tiny_model: Path, tmp_path: Path) -> None:
+    with running_server(tiny_model, BASE_MODEL, tmp_path, API_KEY) as server:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0)
+        file = client.files.create(
+            file=("t.jsonl", io.BytesIO(jsonl(training_examples(10)))), purpose="fine-tune"
+        )
+        job = client.fine_tuning.jobs.create(
+            model=BASE_MODEL, training_file=file.id, hyperparameters={"n_epochs": 1, "batch_size": 5}
+        )
+        model = wait_for_job(client, job.id).fine_tuned_model or ""
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], max_tokens=2)
+
+        for pid in _process_tree(_engine_pid(urlparse(server.engine_url).port or 0)):
+            os.kill(pid, signal.SIGKILL)
+        statuses = []
+        deadline = time.monotonic() + 300
+        while True:
+            assert time.monotonic() < deadline, f"no recovery; statuses seen: {statuses}"
+            try:
+                client.chat.completions.create(
+                    model=BASE_MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=2
+                )
+                break
+            except openai.InternalServerError as exc:
+                statuses.append(exc.status_code)
+                assert exc.status_code == 503 and exc.response.headers.get("retry-after")
+                time.sleep(1)
+        assert statuses, "requests during the restart were refused with 503"
+        assert server.process.poll() is None, "the gateway itself kept running"
+        reply = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "x"}], max_tokens=2
+        )
+        assert reply.model == model  # its adapter was loaded again on demand

@@ -1,0 +1,144 @@
+"""The chat and completions surface passes through to vLLM and back in OpenAI's shape."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.e2e.conftest import BASE_MODEL
+
+pytestmark = pytest.mark.e2e
+
+USER = [{"role": "user", "content": "Classify: the order arrived late."}]
+
+
+def test_sampling_parameters_pass_through(client: OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=BASE_MODEL,
+        messages=USER,
+        n=2,
+        temperature=1.0,
+        top_p=0.9,
+        seed=11,
+        max_completion_tokens=6,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        logit_bias={"5": -100},
+        user="tester",
+    )
+    assert [c.index for c in response.choices] == [0, 1]
+    assert response.usage is not None and response.usage.completion_tokens <= 12
+    again = client.chat.completions.create(
+        model=BASE_MODEL,
+        messages=USER,
+        n=2,
+        temperature=1.0,
+        top_p=0.9,
+        seed=11,
+        max_completion_tokens=6,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        logit_bias={"5": -100},
+    )
+    assert [c.message.content for c in again.choices] == [c.message.content for c in response.choices]
+
+
+def test_logprobs_and_stop(client: OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=BASE_MODEL, messages=USER, max_tokens=5, logprobs=True, top_logprobs=3, temperature=0
+    )
+    choice = response.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert all(len(t.top_logprobs) == 3 for t in choice.logprobs.content)
+    text = choice.message.content or ""
+    assert text, "the base model says something"
+    stop = text[len(text) // 2 :][:2] or text[:1]
+    stopped = client.chat.completions.create(
+        model=BASE_MODEL, messages=USER, max_tokens=5, temperature=0, stop=[stop]
+    )
+    assert stop not in (stopped.choices[0].message.content or "")
+
+
+def test_json_modes(client: OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["positive", "negative"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+    response = client.chat.completions.create(
+        model=BASE_MODEL,
+        messages=USER,
+        max_tokens=40,
+        temperature=0,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "review", "schema": schema, "strict": True},
+        },
+    )
+    assert json.loads(response.choices[0].message.content or "")["label"] in ("positive", "negative")
+    response = client.chat.completions.create(
+        model=BASE_MODEL, messages=USER, max_tokens=60, temperature=0, response_format={"type": "json_object"}
+    )
+    assert response.choices[0].finish_reason in ("stop", "length")
+
+
+def test_tools_with_a_named_choice(client: OpenAI) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather of a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+    response = client.chat.completions.create(
+        model=BASE_MODEL,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        parallel_tool_calls=False,
+        max_tokens=40,
+        temperature=0,
+    )
+    calls = response.choices[0].message.tool_calls or []
+    assert calls and calls[0].function.name == "get_weather"
+    assert "city" in json.loads(calls[0].function.arguments)
+    auto = client.chat.completions.create(
+        model=BASE_MODEL, messages=USER, tools=tools, tool_choice="auto", max_tokens=8, temperature=0
+    )
+    assert auto.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+def test_stream_with_usage_and_completions_endpoint(client: OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model=BASE_MODEL, messages=USER, max_tokens=6, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert all(c.id == chunks[0].id for c in chunks)
+    text = client.completions.create(model=BASE_MODEL, prompt="The order", max_tokens=5, temperature=0)
+    assert text.object == "text_completion" and text.model == BASE_MODEL
+    streamed = list(
+        client.completions.create(model=BASE_MODEL, prompt="The order", max_tokens=5, stream=True)
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == text.choices[0].text
+
+
+def test_engine_errors_keep_openai_shape(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=BASE_MODEL, messages=USER, max_tokens=5, n=2, logprobs=True, top_logprobs=99
+        )
+    assert isinstance(err.value.body, dict) and err.value.body.get("message")
+    assert err.value.code is None or isinstance(err.value.code, str)
