@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -64,19 +65,42 @@ def create_api_key(db: Database, organization: str) -> str:
 
 
 class KeyRing:
+    """Checks keys against the env key and the database; remembers stored keys' answers briefly, so
+    a request costs no database query (a key created with the CLI works within CACHE_S seconds)."""
+
+    CACHE_S = 5.0
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.db = db
         self._default_org = settings.organization_id
         secret = settings.api_key.get_secret_value() if settings.api_key else None
         self._env_hash = hash_key(secret) if secret else None
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    def _remembered(self, name: str, look_up: Callable[[], str | None]) -> str | None:
+        now = time.monotonic()
+        hit = self._cache.get(name)
+        if hit is not None and now - hit[0] < self.CACHE_S:
+            return hit[1]
+        value = look_up()
+        if len(self._cache) > 10_000:  # wrong keys must not grow it without bound
+            self._cache.clear()
+        self._cache[name] = (now, value)
+        return value
 
     def _stored_org(self, digest: str) -> str | None:
-        with self.db.session() as session:
-            return session.scalar(select(ApiKeyRow.organization_id).where(ApiKeyRow.key_hash == digest))
+        def look_up() -> str | None:
+            with self.db.session() as session:
+                return session.scalar(select(ApiKeyRow.organization_id).where(ApiKeyRow.key_hash == digest))
+
+        return self._remembered(digest, look_up)
 
     def _any_stored(self) -> bool:
-        with self.db.session() as session:
-            return session.scalar(select(ApiKeyRow.id).limit(1)) is not None
+        def look_up() -> str | None:
+            with self.db.session() as session:
+                return session.scalar(select(ApiKeyRow.id).limit(1))
+
+        return self._remembered("<any>", look_up) is not None
 
     def authenticate(self, authorization: str | None) -> Principal:
         if self._env_hash is None and not self._any_stored():

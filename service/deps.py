@@ -34,7 +34,9 @@ def components(request: Request) -> Components:
     return found
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
+    # Async: runs on the event loop, not a worker thread. KeyRing answers from memory almost always
+    # (a miss is one indexed SQLite read).
     return components(request).keys.authenticate(request.headers.get("authorization"))
 
 
