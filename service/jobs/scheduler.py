@@ -335,10 +335,13 @@ class JobScheduler:
         try:
             # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
             await self.adapters.ensure_loaded(name, adapter_dir)
-        except (AdapterLoadError, EngineUnavailable) as exc:
+        except AdapterLoadError as exc:
             message = f"The trained adapter could not be served: {exc}"
             self._fail(job.id, "adapter_load_failed", message, None, {JobStatus.RUNNING, JobStatus.PAUSED})
             return
+        except EngineUnavailable:
+            # The engine is restarting, which says nothing about the adapter: it loads on first use.
+            logger.warning("Engine unavailable when %s finished; its adapter will load on demand", job.id)
         results = await asyncio.to_thread(
             self.files.create_from_path,
             job.organization_id,
