@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,14 +12,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import api
-from service.adapters import AdapterRegistry
 from service.auth import KeyRing
 from service.catalog import ModelCatalog
 from service.config import Settings
 from service.deps import Components
-from service.engine.client import EngineClient
+from service.engine.fleet import configured_base_models, start_fleet
 from service.engine.model_source import resolve_model_path
-from service.engine.process import ManagedEngine
 from service.errors import install_error_handlers
 from service.files import FileStore
 from service.ids import random_token
@@ -35,36 +31,24 @@ from service.store.database import open_database
 logger = logging.getLogger(__name__)
 
 
-class EngineNotReachable(Exception):
-    pass
-
-
-def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
-    """The app; `model_path` is the base model's local folder when the caller already resolved it."""
+def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -> FastAPI:
+    """The app; `model_paths` maps base model names to local folders when the caller already
+    resolved them (the CLI does, to fail fast with one line)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         db = open_database(settings)
-        base_path = model_path or resolve_model_path(settings.model)
-
-        managed: ManagedEngine | None = None
-        if settings.engine_url:
-            engine = EngineClient(settings.engine_url)
-            if not await engine.is_healthy():
-                raise EngineNotReachable(f"no healthy vLLM engine at {settings.engine_url}")
-        else:
-            managed = ManagedEngine(settings, base_path, data_dir / "logs" / "engine.log")
-            engine = EngineClient(managed.url)
-            await managed.start(engine)
+        configs = configured_base_models(settings)
+        paths = model_paths or {c.name: resolve_model_path(c.model) for c in configs}
+        fleet = await start_fleet(settings, configs, paths, data_dir / "logs")
 
         files = FileStore(db, data_dir / "files")
         jobs = JobStore(db)
         checkpoints = CheckpointStore(db)
-        adapters = AdapterRegistry(engine, settings.engine_max_adapters)
-        catalog = ModelCatalog(settings, db, jobs, checkpoints, adapters, started_at=int(time.time()))
-        scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, adapters, base_path)
+        catalog = ModelCatalog(db, jobs, checkpoints, fleet, started_at=int(time.time()))
+        scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet)
         app.state.components = Components(
             keys=KeyRing(settings, db),
             files=files,
@@ -72,22 +56,14 @@ def create_app(settings: Settings, model_path: Path | None = None) -> FastAPI:
             checkpoints=checkpoints,
             fine_tuning=FineTuningService(jobs, files, catalog, scheduler, settings.engine_max_lora_rank),
             catalog=catalog,
-            engine=engine,
-            adapters=adapters,
+            fleet=fleet,
         )
         await scheduler.start()
-        supervisor = asyncio.create_task(managed.supervise(engine, adapters.forget_all)) if managed else None
         try:
             yield
         finally:
-            if supervisor:
-                supervisor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await supervisor
             await scheduler.stop()
-            await engine.close()
-            if managed:
-                await managed.stop()
+            await fleet.stop()
             db.close()
 
     app = FastAPI(title="opentune", version="0.1.0", lifespan=lifespan)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from service.adapters import AdapterRegistry
-from service.config import Settings
+from service.engine.fleet import EngineFleet
 from service.errors import NotFound, PermissionDenied
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.naming import base_of
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.protocol.common import DeletedObject
@@ -26,6 +26,7 @@ class ServedModel:
     name: str
     created: int
     owned_by: str
+    base: str  # the base model (and so the engine) it runs on
     adapter_path: str | None = None
     job_id: str | None = None
     checkpoint_id: str | None = None
@@ -36,23 +37,17 @@ class ServedModel:
 
 class ModelCatalog:
     def __init__(
-        self,
-        settings: Settings,
-        db: Database,
-        jobs: JobStore,
-        checkpoints: CheckpointStore,
-        adapters: AdapterRegistry,
-        started_at: int,
+        self, db: Database, jobs: JobStore, checkpoints: CheckpointStore, fleet: EngineFleet, started_at: int
     ) -> None:
         self.db = db
         self.jobs = jobs
         self.checkpoints = checkpoints
-        self.adapters = adapters
-        self.base = ServedModel(name=settings.model_name, created=started_at, owned_by="system")
+        self.fleet = fleet
+        self.bases = {name: ServedModel(name, started_at, "system", base=name) for name in fleet.names}
 
     @property
     def base_names(self) -> list[str]:
-        return [self.base.name]
+        return list(self.bases)
 
     def _fine_tuned(self, org_id: str, name: str | None = None) -> list[ServedModel]:
         query = select(JobRow).where(
@@ -70,6 +65,7 @@ class ModelCatalog:
                 name=row.fine_tuned_model or "",
                 created=row.finished_at or row.created_at,
                 owned_by=org_id,
+                base=base_of(row.model_name),
                 adapter_path=row.adapter_path,
                 job_id=row.id,
             )
@@ -82,6 +78,7 @@ class ModelCatalog:
                 name=c.fine_tuned_model_checkpoint,
                 created=c.created_at,
                 owned_by=org_id,
+                base=base_of(c.fine_tuned_model_checkpoint),
                 adapter_path=c.path,
                 job_id=c.job_id,
                 checkpoint_id=c.id,
@@ -90,12 +87,12 @@ class ModelCatalog:
         ]
 
     def list(self, org_id: str) -> ModelList:
-        models = [self.base, *self._fine_tuned(org_id), *self._checkpoint_models(org_id)]
+        models = [*self.bases.values(), *self._fine_tuned(org_id), *self._checkpoint_models(org_id)]
         return ModelList(data=[m.to_wire() for m in models])
 
     def resolve(self, org_id: str, name: str) -> ServedModel:
-        if name == self.base.name:
-            return self.base
+        if name in self.bases:
+            return self.bases[name]
         found = self._fine_tuned(org_id, name)
         if found:
             return found[0]
@@ -103,21 +100,22 @@ class ModelCatalog:
         if checkpoint is not None:
             return next(m for m in self._checkpoint_models(org_id) if m.checkpoint_id == checkpoint.id)
         raise NotFound(
-            f"The model `{name}` does not exist or you do not have access to it.",
+            f"The model `{name}` does not exist or you do not have access to it. Base models served "
+            f"here: {', '.join(self.bases)}; GET /v1/models lists yours too.",
             param="model",
             code="model_not_found",
         )
 
     async def delete(self, org_id: str, name: str) -> DeletedObject:
         """Unload a fine-tuned model (or checkpoint) from the engine and free its disk."""
-        if name == self.base.name:
+        if name in self.bases:
             raise PermissionDenied(
                 f"The model `{name}` is a base model served by this server; it cannot be deleted.",
                 param="model",
                 code="model_not_deletable",
             )
         model = await asyncio.to_thread(self.resolve, org_id, name)
-        await self.adapters.unload(model.name)
+        await self.fleet.get(model.base).adapters.unload(model.name)
         await asyncio.to_thread(self._forget, model)
         return DeletedObject(id=name, object="model", deleted=True)
 

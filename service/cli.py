@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", help="folder for the database, files and adapters (default ./data)")
     serve.add_argument("--engine-url", help="use an already running vLLM server instead of starting one")
+    serve.add_argument("--models-file", help="several base models, each with its own engine (JSON or YAML)")
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
@@ -58,12 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         _create_key(settings, args.org)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service.engine.fleet import configured_base_models
+
     try:
-        model_path = resolve_model_path(settings.model)
-    except ModelUnavailable as exc:
-        sys.stderr.write(f"opentune: {exc}\n")
+        paths = {m.name: resolve_model_path(m.model) for m in configured_base_models(settings)}
+    except (ModelUnavailable, ValueError, OSError) as exc:
+        sys.stderr.write(f"opentune: {exc}\n".replace("\n\n", "\n"))
         sys.exit(2)
 
     from service.app import create_app
 
-    uvicorn.run(create_app(settings, model_path), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings, paths), host=settings.host, port=settings.port, log_level="info")

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     # The base model: a hub id or a local folder. Its served name defaults to the value as given (as vLLM).
     model: str = DEFAULT_MODEL
     served_model_name: str | None = None
+    # Several base models, each with its own engine: a JSON/YAML file (see service/engine/fleet.py).
+    # When set, it replaces model / served_model_name / engine_url.
+    models_file: Path | None = None
 
     # Access control. When set, every /v1 request needs `Authorization: Bearer <key>`.
     api_key: SecretStr | None = None

@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.adapters import AdapterRegistry
 from service.auth import KeyRing, Principal
 from service.catalog import ModelCatalog
-from service.engine.client import EngineClient
+from service.engine.fleet import EngineFleet
 from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.service import FineTuningService
@@ -25,8 +24,7 @@ class Components:
     checkpoints: CheckpointStore
     fine_tuning: FineTuningService
     catalog: ModelCatalog
-    engine: EngineClient
-    adapters: AdapterRegistry
+    fleet: EngineFleet
 
 
 def components(request: Request) -> Components:

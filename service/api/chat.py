@@ -29,15 +29,16 @@ async def _json_object(request: Request) -> dict[str, Any]:
 async def _complete(request: Request, c: ComponentsDep, org_id: str, path: str) -> Response:
     body = await _json_object(request)
     model = await asyncio.to_thread(c.catalog.resolve, org_id, body["model"])
-    if not c.engine.available:
+    base = c.fleet.get(model.base)
+    if not base.client.available:
         raise EngineUnavailable("The model engine is restarting; retry shortly.")
     if not model.adapter_path:
-        return await forward(c.engine, path, body)
+        return await forward(base.client, path, body)
     try:
-        await c.adapters.acquire(model.name, model.adapter_path)
+        await base.adapters.acquire(model.name, model.adapter_path)
     except AdapterLoadError as exc:
         raise EngineUnavailable(str(exc)) from exc
-    return await forward(c.engine, path, body, on_done=lambda: c.adapters.release(model.name))
+    return await forward(base.client, path, body, on_done=lambda: base.adapters.release(model.name))
 
 
 @router.post("/chat/completions")

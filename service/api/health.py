@@ -14,6 +14,6 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(c: ComponentsDep) -> JSONResponse:
-    """The engine answers: requests can be served."""
-    ready = await c.engine.is_healthy()
+    """Every engine answers: requests can be served."""
+    ready = await c.fleet.all_healthy()
     return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)

