@@ -17,33 +17,24 @@ USER = [{"role": "user", "content": "Classify: the order arrived late."}]
 
 
 def test_sampling_parameters_pass_through(client: OpenAI) -> None:
-    response = client.chat.completions.create(
-        model=BASE_MODEL,
-        messages=USER,
-        n=2,
-        temperature=1.0,
-        top_p=0.9,
-        seed=11,
-        max_completion_tokens=6,
-        presence_penalty=0.5,
-        frequency_penalty=0.5,
-        logit_bias={"5": -100},
-        user="tester",
-    )
+    request = {
+        "model": BASE_MODEL,
+        "messages": USER,
+        "n": 2,
+        "temperature": 1.0,
+        "top_p": 0.9,
+        "seed": 11,
+        "max_completion_tokens": 6,
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.5,
+        "logit_bias": {"5": -100},
+        "user": "tester",
+    }
+    response = client.chat.completions.create(**request)  # type: ignore[call-overload]
     assert [c.index for c in response.choices] == [0, 1]
     assert response.usage is not None and response.usage.completion_tokens <= 12
-    again = client.chat.completions.create(
-        model=BASE_MODEL,
-        messages=USER,
-        n=2,
-        temperature=1.0,
-        top_p=0.9,
-        seed=11,
-        max_completion_tokens=6,
-        presence_penalty=0.5,
-        frequency_penalty=0.5,
-        logit_bias={"5": -100},
-    )
+    again = client.chat.completions.create(**request)  # type: ignore[call-overload]
+    # The seed reached the engine: the same request samples the same answers.
     assert [c.message.content for c in again.choices] == [c.message.content for c in response.choices]
 
 
