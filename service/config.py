@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # Training.
     max_concurrent_jobs: int = 1
+    # Memory a trainer needs (GiB); estimated from the base model's size when unset. A job that
+    # would not fit in the free memory waits in `queued` (see service/jobs/capacity.py).
+    trainer_memory_gib: float | None = None
     scheduler_poll_s: float = 1.0
 
     @property

@@ -24,6 +24,7 @@ from service.config import Settings
 from service.engine.fleet import EngineFleet
 from service.errors import EngineUnavailable, NotFound
 from service.files import FileStore
+from service.jobs.capacity import memory_shortfall
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.hyperparameters import DEFAULT_DPO_BETA, resolve_hyperparameters
 from service.jobs.naming import base_of, checkpoint_model_name
@@ -74,6 +75,7 @@ class JobScheduler:
         self.jobs_dir = settings.data_dir.resolve() / "jobs"
         self._wake = asyncio.Event()
         self._runs: dict[str, TrainerRun] = {}
+        self._told_to_wait: set[str] = set()  # queued jobs whose wait for memory was announced
         self._watchers: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -186,6 +188,14 @@ class JobScheduler:
             init_adapter = self._adapter_to_continue(job)
             if init_adapter is False:
                 continue
+            base_path = self.fleet.get(base_of(job.model_name)).model_path
+            shortfall = await asyncio.to_thread(memory_shortfall, base_path, self.settings.trainer_memory_gib)
+            if shortfall is not None:
+                if job_id not in self._told_to_wait:
+                    self._told_to_wait.add(job_id)
+                    self.jobs.add_event(job_id, shortfall, level="warn")
+                continue
+            self._told_to_wait.discard(job_id)
             resolved = resolve_hyperparameters(
                 job.requested_hyperparameters, job.n_training_examples or 0, job.method_type
             )
@@ -197,7 +207,7 @@ class JobScheduler:
             job_dir.mkdir(parents=True, exist_ok=True)
             spec = TrainingSpec(
                 job_id=job_id,
-                base_model=str(self.fleet.get(base_of(job.model_name)).model_path),
+                base_model=str(base_path),
                 training_file=self.files.path_of(job.training_file),
                 validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
                 output_dir=job_dir / "output",
