@@ -29,6 +29,7 @@ def _train(client: OpenAI, data: bytes, suffix: str) -> FineTuningJob:
         model=BASE_MODEL,
         training_file=file.id,
         suffix=suffix,
+        seed=42,  # fixed, so the tiny model learns the same way every run
         hyperparameters={"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 15},
     )
     done = wait_for_job(client, job.id)
@@ -125,3 +126,15 @@ def test_client_disconnect_frees_the_engine_slot(client: OpenAI, server: Server)
         assert time.monotonic() < deadline, "the engine kept generating for a client that left"
         time.sleep(0.2)
     assert json.dumps(_reply(client, BASE_MODEL, "hi"))
+
+
+def test_concurrent_first_requests_load_an_adapter_once(
+    client: OpenAI, server: Server, two_adapters: tuple[FineTuningJob, FineTuningJob]
+) -> None:
+    # A checkpoint nobody has asked for yet: not in the engine.
+    cold = client.fine_tuning.jobs.checkpoints.list(two_adapters[1].id).data[-1].fine_tuned_model_checkpoint
+    assert cold not in _engine_adapters(server)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda _: _reply(client, cold, "Classify: fine."), range(8)))
+    assert len(replies) == 8
+    assert server.log_path.read_text().count(f"Loaded adapter {cold} ") == 1

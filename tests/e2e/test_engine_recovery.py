@@ -64,8 +64,21 @@ def test_engine_killed_mid_traffic_comes_back(tiny_model: Path, tmp_path: Path) 
         model = wait_for_job(client, job.id).fine_tuned_model or ""
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], max_tokens=2)
 
+        stream = client.chat.completions.create(
+            model=BASE_MODEL,
+            messages=[{"role": "user", "content": "A long story."}],
+            max_tokens=900,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = iter(stream)
+        next(chunks)
         for pid in _process_tree(_engine_pid(urlparse(server.engine_url).port or 0)):
             os.kill(pid, signal.SIGKILL)
+        # The stream had started: the failure arrives as an SSE error event, which the SDK raises.
+        with pytest.raises(openai.APIError, match="engine failed while streaming"):
+            for _ in chunks:
+                pass
         statuses = []
         deadline = time.monotonic() + 300
         while True:
