@@ -31,9 +31,6 @@ class AdapterRegistry:
         self._lock = asyncio.Lock()
         self.loads = 0  # adapters loaded into the engine since start (observability, tests)
 
-    def is_loaded(self, name: str) -> bool:
-        return name in self._resident
-
     @property
     def resident(self) -> list[str]:
         return list(self._resident)

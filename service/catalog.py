@@ -18,7 +18,7 @@ from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.protocol.common import DeletedObject
 from service.protocol.models import Model, ModelList
-from service.store import Database, JobRow
+from service.store import CheckpointRow, Database, JobRow
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,7 @@ class ModelCatalog:
         ]
 
     def _checkpoint_models(self, org_id: str) -> list[ServedModel]:
-        return [
-            ServedModel(
-                name=c.fine_tuned_model_checkpoint,
-                created=c.created_at,
-                owned_by=org_id,
-                base=base_of(c.fine_tuned_model_checkpoint),
-                adapter_path=c.path,
-                job_id=c.job_id,
-                checkpoint_id=c.id,
-            )
-            for c in self.checkpoints.of_org(org_id)
-        ]
+        return [_checkpoint_model(c) for c in self.checkpoints.of_org(org_id)]
 
     def list(self, org_id: str) -> ModelList:
         models = [*self.bases.values(), *self._fine_tuned(org_id), *self._checkpoint_models(org_id)]
@@ -98,7 +87,7 @@ class ModelCatalog:
             return found[0]
         checkpoint = self.checkpoints.by_name(org_id, name)
         if checkpoint is not None:
-            return next(m for m in self._checkpoint_models(org_id) if m.checkpoint_id == checkpoint.id)
+            return _checkpoint_model(checkpoint)
         raise NotFound(
             f"The model `{name}` does not exist or you do not have access to it. Base models served "
             f"here: {', '.join(self.bases)}; GET /v1/models lists yours too.",
@@ -126,3 +115,15 @@ class ModelCatalog:
             self.jobs.update_fields(model.job_id, model_deleted_at=int(time.time()))
         if model.adapter_path:
             shutil.rmtree(model.adapter_path, ignore_errors=True)
+
+
+def _checkpoint_model(row: CheckpointRow) -> ServedModel:
+    return ServedModel(
+        name=row.fine_tuned_model_checkpoint,
+        created=row.created_at,
+        owned_by=row.organization_id,
+        base=base_of(row.fine_tuned_model_checkpoint),
+        adapter_path=row.path,
+        job_id=row.job_id,
+        checkpoint_id=row.id,
+    )

@@ -150,12 +150,4 @@ def _display_name(filename: str) -> str:
 
 
 def to_wire(row: FileRow) -> FileObject:
-    return FileObject(
-        id=row.id,
-        bytes=row.bytes,
-        created_at=row.created_at,
-        filename=row.filename,
-        purpose=row.purpose,
-        status=row.status,
-        expires_at=row.expires_at,
-    )
+    return FileObject.model_validate(row, from_attributes=True)

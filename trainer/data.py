@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ class DataValidationError(Exception):
 class ChatExample:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -136,8 +135,7 @@ def _check_chat_record(record: dict[str, Any], number: int, fail: Fail) -> ChatE
     tools = record.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise fail(f"Example {number}: 'tools' must be a list.")
-    extra = {k: v for k, v in record.items() if k not in ("messages", "tools")}
-    return ChatExample(messages=messages, tools=tools, extra=extra)
+    return ChatExample(messages=messages, tools=tools)
 
 
 def _check_messages(messages: Any, number: int, fail: Fail, require_assistant: bool) -> list[dict[str, Any]]:

@@ -19,10 +19,6 @@ def checkpoint_model_name(fine_tuned_model: str, step: int) -> str:
     return f"{fine_tuned_model}:ckpt-step-{step}"
 
 
-def is_fine_tuned_name(name: str) -> bool:
-    return name.startswith("ft:")
-
-
 _CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-\d+$")
 
 

@@ -107,17 +107,7 @@ class JobStore:
                 if cursor is not None:
                     query = query.where(EventRow.seq < cursor)
             rows = list(session.scalars(query.limit(limit + 1)))
-        data = [
-            FineTuningJobEvent(
-                id=r.id,
-                created_at=r.created_at,
-                level=r.level,
-                message=r.message,
-                type=r.type,
-                data=r.data,
-            )
-            for r in rows[:limit]
-        ]
+        data = [FineTuningJobEvent.model_validate(r, from_attributes=True) for r in rows[:limit]]
         return CursorPage[FineTuningJobEvent](data=data, has_more=len(rows) > limit)
 
 
