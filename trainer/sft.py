@@ -52,6 +52,17 @@ def _prompt_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": m["role"], "content": m.get("content") or ""} for m in messages[:first]]
 
 
+def sft_arguments(spec: TrainingSpec, common: dict[str, Any]) -> dict[str, Any]:
+    """Padding-free batches (TRL's collator lays the examples end to end with per-example position
+    ids; transformers then masks attention between them, with SDPA as with flash-attention), or,
+    with padding, batches of similar lengths so short examples pay little of it."""
+    if spec.padding_free:
+        # Examples are already cut to max_seq_length when tokenized, and TRL enforces no max length
+        # without packing.
+        return {**common, "padding_free": True, "max_length": None}
+    return {**common, "train_sampling_strategy": "group_by_length"}
+
+
 def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
     run = start_run(spec, events, stop_requested)
     cache = spec.token_cache_dir
@@ -79,11 +90,7 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     eval_steps = max(1, total_steps // spec.evaluations_per_job)
     trainer = SFTTrainer(
         model=model,
-        # Batches of similar lengths, so short examples pay little padding. (Padding-free packing
-        # needs flash-attention kernels: SDPA and eager attention attend across packed sequences.)
-        args=SFTConfig(
-            train_sampling_strategy="group_by_length", **run.common_arguments(eval_steps, valid is not None)
-        ),
+        args=SFTConfig(**sft_arguments(spec, run.common_arguments(eval_steps, valid is not None))),
         train_dataset=train.dataset,
         eval_dataset=valid.dataset if valid else None,
         processing_class=run.tokenizer,

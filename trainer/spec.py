@@ -33,6 +33,10 @@ class TrainingSpec(BaseModel):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     max_seq_length: int = 2048
     load_in_4bit: bool = True
+    # Padding-free batches: a batch's examples are laid end to end in one row, each attending only to
+    # itself (position ids restart per example), so no compute goes to padding. Same examples per
+    # step and the same loss as padded batches.
+    padding_free: bool = True
     # Recompute activations in the backward pass: ~25% more compute, far less activation memory.
     gradient_checkpointing: bool = True
     # Where tokenized data is cached by content (none: no cache).

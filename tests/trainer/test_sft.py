@@ -8,21 +8,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.trainer.test_formatting import TOOL_CALL_MESSAGES, TOOLS
 from trainer.spec import TrainingSpec
 
 
-def _train(tiny_model: Path, data: Path, out: Path, cache: Path | None = None) -> list[dict[str, Any]]:
+def _train(
+    tiny_model: Path, data: Path, out: Path, cache: Path | None = None, **options: Any
+) -> list[dict[str, Any]]:
     spec = TrainingSpec(
         token_cache_dir=cache,
         job_id="ftjob-sft",
         base_model=str(tiny_model),
         training_file=data,
         output_dir=out,
-        n_epochs=1,
-        batch_size=2,
-        learning_rate=3e-3,
-        seed=7,
+        **({"n_epochs": 1, "batch_size": 2, "learning_rate": 3e-3, "seed": 7} | options),
     )
     spec.write(out.parent / f"{out.name}.json")
     done = subprocess.run(
@@ -60,6 +61,31 @@ def test_tool_call_examples_train_reproducibly(tiny_model: Path, tmp_path: Path)
     second = _train(tiny_model, data, tmp_path / "b", cache=tmp_path / "cache")
     assert "Tokenized training data found in the cache" in [e.get("message") for e in second]
     assert [e["train_loss"] for e in second if e["event"] == "metrics"] == losses, "same seed, same losses"
+
+
+def test_padding_free_batches_train_exactly_like_padded_ones(tiny_model: Path, tmp_path: Path) -> None:
+    """Examples of different lengths laid end to end in one row must not attend to each other: the
+    loss of one batch holding all of them is then the padded batch's loss."""
+    data = tmp_path / "mixed.jsonl"
+    examples: list[dict[str, Any]] = [{"messages": TOOL_CALL_MESSAGES, "tools": TOOLS}]
+    examples += [
+        {"messages": [{"role": "user", "content": "word " * n}, {"role": "assistant", "content": "ok " * n}]}
+        for n in (1, 2, 3, 5, 8, 13, 21, 34, 40)
+    ]
+    data.write_text("".join(json.dumps(e) + "\n" for e in examples))
+
+    def first_loss(**options: Any) -> float:
+        events = _train(
+            tiny_model,
+            data,
+            tmp_path / f"padding-free-{options['padding_free']}",
+            batch_size=len(examples),
+            **options,
+        )
+        return float(next(e["train_loss"] for e in events if e["event"] == "metrics"))
+
+    padded = first_loss(padding_free=False)
+    assert first_loss(padding_free=True) == pytest.approx(padded, rel=1e-5)
 
 
 def test_stop_and_resume_matches_an_uninterrupted_run(tiny_model: Path, tmp_path: Path) -> None:
