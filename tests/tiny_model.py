@@ -111,10 +111,12 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_model(dest: pathlib.Path) -> pathlib.Path:
+def build_tiny_model(dest: pathlib.Path, **shape: int) -> pathlib.Path:
     """Write tokenizer, chat template, config, bf16 safetensors weights and generation config.
 
-    bf16 is what vLLM on CPU runs (it casts float32 checkpoints, warning per tensor).
+    bf16 is what vLLM on CPU runs (it casts float32 checkpoints, warning per tensor). `shape`
+    overrides LlamaConfig sizes (benchmarks build larger models; a larger vocab_size leaves the
+    extra ids unused by the tokenizer).
     """
     dest = pathlib.Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -136,6 +138,8 @@ def build_tiny_model(dest: pathlib.Path) -> pathlib.Path:
         pad_token_id=pad_id,
         dtype="bfloat16",
     )
+    for name, value in shape.items():
+        setattr(config, name, value)
     torch.manual_seed(SEED)
     model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)

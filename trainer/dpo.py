@@ -40,13 +40,15 @@ def _dataset(path: Path, param: str) -> Dataset:
     return Dataset.from_list(preference_rows(load_preference_examples(path, param)))
 
 
-def _pair_tokens(tokenizer: Any, dataset: Dataset) -> int:
-    """Tokens of both completions of every pair, each with its prompt (what one epoch processes)."""
-    return sum(
-        len(tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=True)["input_ids"])
+def _pair_tokens(tokenizer: Any, dataset: Dataset) -> list[int]:
+    """Tokens of each pair: both completions, each with its prompt (one forward pass holds both)."""
+    return [
+        sum(
+            len(tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=True)["input_ids"])
+            for side in ("chosen", "rejected")
+        )
         for row in dataset
-        for side in ("chosen", "rejected")
-    )
+    ]
 
 
 def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
@@ -57,6 +59,8 @@ def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
     total_steps = steps_per_epoch * spec.n_epochs
     events.message(f"DPO on {len(train)} preference pairs (beta={spec.beta}, {total_steps} steps)")
 
+    pair_tokens = _pair_tokens(run.tokenizer, train)
+    run.plan_memory(spec.batch_size * max(pair_tokens))
     model, peft_config = run.model_and_peft_config()
     progress = run.progress(steps_per_epoch, valid is not None)
     eval_steps = max(1, total_steps // spec.evaluations_per_job)
@@ -70,4 +74,4 @@ def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
         callbacks=[progress],
     )
     prompts = [list(row["prompt"]) for row in train.select(range(min(3, len(train))))]
-    run.fit(trainer, progress, _pair_tokens(run.tokenizer, train) * spec.n_epochs, prompts)
+    run.fit(trainer, progress, sum(pair_tokens) * spec.n_epochs, prompts)

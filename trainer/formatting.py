@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.data import ChatExample
+from trainer.data import ChatExample, PreferenceExample
 
 IGNORE_INDEX = -100
 
@@ -112,3 +112,34 @@ def tokenize_example(tokenizer: Any, example: ChatExample, max_length: int | Non
     if truncated:
         input_ids, labels = input_ids[:max_length], labels[:max_length]
     return TokenizedExample(input_ids=input_ids, labels=labels, truncated=truncated)
+
+
+def example_texts(example: ChatExample | PreferenceExample) -> list[str]:
+    """What one example puts through the model in a step, as JSON text: a chat, or a preference
+    pair's two completions each with the conversation (one forward pass carries both)."""
+    if isinstance(example, PreferenceExample):
+        return [
+            json.dumps([*example.messages, reply, example.tools])
+            for reply in (example.preferred, example.non_preferred)
+        ]
+    return [json.dumps([example.messages, example.tools])]
+
+
+def longest_example_tokens(
+    tokenizer: Any,
+    examples: list[ChatExample] | list[PreferenceExample],
+    max_length: int,
+    candidates: int = 8,
+) -> int:
+    """Tokens in the longest example (each completion capped at max_length), without rendering the
+    whole file: the few longest by characters are tokenized as JSON text, which has more tokens
+    than the rendered template (quotes, keys), so the count errs on the large side."""
+    texts = sorted((example_texts(e) for e in examples), key=lambda t: sum(map(len, t)), reverse=True)
+    return (
+        max(
+            (sum(min(max_length, len(tokenizer(t, add_special_tokens=False)["input_ids"])) for t in pair))
+            for pair in texts[:candidates]
+        )
+        if texts
+        else 0
+    )

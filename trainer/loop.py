@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, set_seed
 
 from trainer.checkpoints import checkpoint_step, latest_checkpoint
 from trainer.events import EventWriter
+from trainer.memory import GIB, ModelShape, free_memory_bytes, training_bytes
 from trainer.model import ModelLoadError, compute_dtype, load_base_model, lora_config
 from trainer.progress import MetricsTable, ProgressCallback
 from trainer.spec import TrainingSpec
@@ -28,6 +29,32 @@ class Run:
     tokenizer: Any
     resume_from: Path | None
     table: MetricsTable
+    gradient_checkpointing: bool = True
+
+    def plan_memory(self, tokens_per_step: int) -> None:
+        """Settle "auto" gradient checkpointing: off when a step of `tokens_per_step` tokens fits in
+        the free memory without it (the estimate is trainer/memory.py's), on otherwise."""
+        if self.spec.gradient_checkpointing != "auto":
+            self.gradient_checkpointing = self.spec.gradient_checkpointing
+            return
+        shape = ModelShape.read(Path(self.spec.base_model))
+        if shape is None:  # a hub id, or a config we cannot read: the safe choice
+            self.gradient_checkpointing = True
+            return
+        needed = training_bytes(
+            shape,
+            tokens_per_step,
+            compute_bytes=compute_dtype().itemsize,
+            checkpointing=False,
+            lora_rank=self.spec.lora.r,
+        )
+        free = free_memory_bytes()
+        self.gradient_checkpointing = needed > free
+        if not self.gradient_checkpointing:
+            self.events.message(
+                f"Gradient checkpointing off: a step of up to {tokens_per_step} tokens needs about "
+                f"{needed / GIB:.1f} GiB without it, and {free / GIB:.1f} GiB is free"
+            )
 
     def model_and_peft_config(self) -> tuple[Any, Any]:
         """The 4-bit base with a trainable adapter: the one to continue from (`init_adapter`), or
@@ -35,9 +62,7 @@ class Run:
         model = load_base_model(self.spec)
         if self.spec.init_adapter is None:
             return model, lora_config(self.spec.lora)
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=self.spec.gradient_checkpointing
-        )
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.gradient_checkpointing)
         return PeftModel.from_pretrained(model, str(self.spec.init_adapter), is_trainable=True), None
 
     def progress(self, steps_per_epoch: int, has_validation: bool) -> ProgressCallback:
@@ -69,7 +94,7 @@ class Run:
             "data_seed": self.spec.seed,
             "max_length": self.spec.max_seq_length,
             "bf16": compute_dtype() == torch.bfloat16,
-            "gradient_checkpointing": self.spec.gradient_checkpointing,
+            "gradient_checkpointing": self.gradient_checkpointing,
             # Paged 8-bit AdamW (QLoRA's) keeps optimizer memory spikes off a GPU; plain AdamW on CPU.
             "optim": "paged_adamw_8bit" if torch.cuda.is_available() else "adamw_torch",
             "disable_tqdm": True,

@@ -11,7 +11,7 @@ from typing import Any
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from trainer.data import load_chat_examples
+from trainer.data import DataValidationError, load_chat_examples
 from trainer.events import EventWriter
 from trainer.formatting import tokenize_example
 from trainer.loop import start_run
@@ -24,6 +24,7 @@ class TokenizedFile:
     dataset: Dataset
     tokens: int
     truncated: int
+    left_out: int  # examples with no assistant token left after truncation
     prompts: list[list[dict[str, Any]]]  # the first turns of a few examples, for the adapter check
     from_cache: bool = False
 
@@ -33,17 +34,27 @@ def build_dataset(
 ) -> TokenizedFile:
     def tokenize() -> tuple[Dataset, dict[str, Any]]:
         examples = load_chat_examples(path, param)
-        rows = [tokenize_example(tokenizer, ex, max_length) for ex in examples]
+        tokenized = [tokenize_example(tokenizer, ex, max_length) for ex in examples]
+        # An example cut before any assistant token has nothing to learn from: it is left out.
+        rows = [r for r in tokenized if r.n_loss_tokens]
+        if not rows:
+            raise DataValidationError(
+                "invalid_training_file" if param == "training_file" else "invalid_validation_file",
+                f"No example in the {param.replace('_', ' ')} has an assistant token within the first "
+                f"{max_length} tokens; raise opentune.max_seq_length or shorten the prompts",
+                param,
+            )
         columns = {"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]}
         meta = {
             "tokens": sum(len(r.input_ids) for r in rows),
-            "truncated": sum(r.truncated for r in rows),
+            "truncated": sum(r.truncated for r in tokenized),
+            "left_out": len(tokenized) - len(rows),
             "prompts": [p for p in (_prompt_of(ex.messages) for ex in examples[:3]) if p],
         }
         return Dataset.from_dict(columns), meta
 
     dataset, meta, hit = cached(cache_dir, cache_key(path, tokenizer, max_length), tokenize)
-    return TokenizedFile(dataset, meta["tokens"], meta["truncated"], meta["prompts"], hit)
+    return TokenizedFile(dataset, meta["tokens"], meta["truncated"], meta["left_out"], meta["prompts"], hit)
 
 
 def _prompt_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,7 +95,14 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.E
             f"{train.truncated} example(s) longer than {spec.max_seq_length} tokens were truncated",
             level="warn",
         )
+    if train.left_out:
+        events.message(
+            f"{train.left_out} example(s) had no assistant token within {spec.max_seq_length} tokens "
+            "and were left out",
+            level="warn",
+        )
 
+    run.plan_memory(spec.batch_size * max(map(len, train.dataset["input_ids"])))
     model, peft_config = run.model_and_peft_config()
     progress = run.progress(steps_per_epoch, valid is not None)
     eval_steps = max(1, total_steps // spec.evaluations_per_job)

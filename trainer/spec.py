@@ -37,8 +37,9 @@ class TrainingSpec(BaseModel):
     # itself (position ids restart per example), so no compute goes to padding. Same examples per
     # step and the same loss as padded batches.
     padding_free: bool = True
-    # Recompute activations in the backward pass: ~25% more compute, far less activation memory.
-    gradient_checkpointing: bool = True
+    # Recompute activations in the backward pass: a third slower, far less activation memory.
+    # "auto": only when a step's activations would not fit in the free memory (trainer/memory.py).
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
     # Where tokenized data is cached by content (none: no cache).
     token_cache_dir: Path | None = None
     # Per-epoch checkpoints kept (as OpenAI: the last 3).

@@ -13,7 +13,7 @@ from typing import Any
 from datasets import Dataset
 
 # Bump when tokenization or the cached layout changes, so stale entries are not reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def cache_key(data_file: Path, tokenizer: Any, max_length: int) -> str:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+from trainer.data import load_examples
+from trainer.formatting import longest_example_tokens
+from trainer.memory import ModelShape, available_ram_bytes, largest_fitting_batch
 
 GIB = 2**30
 # 4-bit NF4 weights with double quantization are ~0.28x their bf16 size; plus LoRA, optimizer,
@@ -25,9 +30,14 @@ def estimated_trainer_bytes(model_path: Path) -> int:
     return int(weights * _QUANTIZED_FRACTION) + _OVERHEAD_BYTES
 
 
+def gpu_visible() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
 def free_memory_bytes() -> int:
-    """Free memory where the trainer will run: the GPU's when one is visible, else the machine's."""
-    if shutil.which("nvidia-smi"):
+    """Free memory where the trainer will run: the GPU's when one is visible, else the machine's.
+    (Asked of nvidia-smi: the gateway itself never opens a CUDA context.)"""
+    if gpu_visible():
         try:
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
@@ -39,10 +49,7 @@ def free_memory_bytes() -> int:
             return int(out.split()[0]) * 2**20
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             pass
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return available_ram_bytes()
 
 
 def memory_shortfall(model_path: Path, required_gib: float | None) -> str | None:
@@ -55,3 +62,36 @@ def memory_shortfall(model_path: Path, required_gib: float | None) -> str | None
         f"Waiting for memory: training needs about {required / GIB:.1f} GiB and {free / GIB:.1f} GiB "
         "is free beside the serving engine; the job starts when enough is free"
     )
+
+
+@dataclass(frozen=True)
+class BatchSizeLimit:
+    batch_size: int
+    reason: str
+
+
+def memory_batch_limit(
+    model_path: Path, training_file: Path, method: str, max_seq_length: int, lora_rank: int, upper: int
+) -> BatchSizeLimit | None:
+    """The largest batch size up to `upper` whose training step, with the file's longest example,
+    fits the free memory by trainer/memory.py's estimate; None when `upper` fits or the model's
+    shape is unknown (no config.json to read)."""
+    shape = ModelShape.read(model_path)
+    if shape is None:
+        return None
+    from transformers import AutoTokenizer  # here, not at import: the gateway starts without torch
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    longest = longest_example_tokens(tokenizer, load_examples(training_file, method), max_seq_length)
+    free = free_memory_bytes()
+    compute_bytes = 2 if gpu_visible() else 4  # bf16 on a GPU, fp32 on CPU
+    batch_size = largest_fitting_batch(
+        shape, longest, free, upper, compute_bytes=compute_bytes, lora_rank=lora_rank
+    )
+    if batch_size >= upper:
+        return None
+    reason = (
+        f"Batch size {batch_size} (not {upper}): the longest example has about {longest} tokens "
+        f"and {free / GIB:.1f} GiB is free for training"
+    )
+    return BatchSizeLimit(batch_size, reason)

@@ -2,7 +2,8 @@
 
 - n_epochs: OpenAI's rule (its data-prep cookbook): 3 epochs, more for tiny datasets so the model
   sees about 100 examples, fewer for huge ones (about 25,000 examples seen), clamped to 1..25.
-- batch_size: about 0.2% of the examples, clamped to 1..8 (small batches suit LoRA and small GPUs).
+- batch_size: about 0.2% of the examples, clamped to 1..8 (small batches suit LoRA and small GPUs),
+  and lowered to the largest that fits the free memory with the longest example (capacity.py).
 - learning_rate_multiplier: 1.0. The learning rate is multiplier x 2e-4, the usual LoRA starting point.
 - beta (DPO only): 0.1, TRL's and OpenAI's default.
 """
@@ -56,16 +57,25 @@ def default_batch_size(n_examples: int) -> int:
     return max(1, min(8, round(n_examples * 0.002)))
 
 
+def is_auto(requested: dict[str, Any], key: str) -> bool:
+    return requested.get(key, "auto") in (None, "auto")
+
+
 def resolve_hyperparameters(
-    requested: dict[str, Any], n_examples: int, method: str = "supervised"
+    requested: dict[str, Any],
+    n_examples: int,
+    method: str = "supervised",
+    batch_size_limit: int | None = None,
 ) -> ResolvedHyperparameters:
     def pick(key: str, default: Any) -> Any:
-        value = requested.get(key, "auto")
-        return default if value in (None, "auto") else value
+        return default if is_auto(requested, key) else requested[key]
 
+    auto_batch_size = default_batch_size(n_examples)
+    if batch_size_limit is not None:
+        auto_batch_size = min(auto_batch_size, batch_size_limit)
     return ResolvedHyperparameters(
         n_epochs=int(pick("n_epochs", default_epochs(n_examples))),
-        batch_size=int(pick("batch_size", default_batch_size(n_examples))),
+        batch_size=int(pick("batch_size", auto_batch_size)),
         learning_rate_multiplier=float(pick("learning_rate_multiplier", 1.0)),
         beta=float(pick("beta", DEFAULT_DPO_BETA)) if method == "dpo" else None,
     )

@@ -24,13 +24,18 @@ from service.config import Settings
 from service.engine.fleet import EngineFleet
 from service.errors import EngineUnavailable, NotFound
 from service.files import FileStore
-from service.jobs.capacity import memory_shortfall
+from service.jobs.capacity import BatchSizeLimit, memory_batch_limit, memory_shortfall
 from service.jobs.checkpoints import CheckpointStore
-from service.jobs.hyperparameters import DEFAULT_DPO_BETA, resolve_hyperparameters
+from service.jobs.hyperparameters import (
+    DEFAULT_DPO_BETA,
+    default_batch_size,
+    is_auto,
+    resolve_hyperparameters,
+)
 from service.jobs.naming import base_of, checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
-from service.jobs.training_options import parse_training_options
+from service.jobs.training_options import TrainingOptions, parse_training_options
 from service.processes import die_with_parent
 from service.store import JobRow
 from trainer.checkpoints import latest_checkpoint
@@ -196,13 +201,19 @@ class JobScheduler:
                     self.jobs.add_event(job_id, shortfall, level="warn")
                 continue
             self._told_to_wait.discard(job_id)
-            resolved = resolve_hyperparameters(
-                job.requested_hyperparameters, job.n_training_examples or 0, job.method_type
-            )
             options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
+            limit = await self._batch_size_limit(job, base_path, options)
+            resolved = resolve_hyperparameters(
+                job.requested_hyperparameters,
+                job.n_training_examples or 0,
+                job.method_type,
+                batch_size_limit=limit.batch_size if limit else None,
+            )
             if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
                 continue
             self.jobs.add_event(job_id, "Fine-tuning job started")
+            if limit:
+                self.jobs.add_event(job_id, limit.reason)
             job_dir = self.jobs_dir / job_id
             job_dir.mkdir(parents=True, exist_ok=True)
             spec = TrainingSpec(
@@ -223,6 +234,20 @@ class JobScheduler:
                 max_seq_length=options.max_seq_length,
             )
             await self._spawn(job, spec, job_dir)
+
+    async def _batch_size_limit(
+        self, job: JobRow, base_path: Path, options: TrainingOptions
+    ) -> BatchSizeLimit | None:
+        """An "auto" batch size lowered to fit the free memory (capacity.py), or None."""
+        if not is_auto(job.requested_hyperparameters, "batch_size"):
+            return None
+        training_file = self.files.path_of(job.training_file)
+        upper = default_batch_size(job.n_training_examples or 0)
+        args = (base_path, training_file, job.method_type, options.max_seq_length, options.lora.r, upper)
+        try:
+            return await asyncio.to_thread(memory_batch_limit, *args)
+        except (OSError, DataValidationError):
+            return None  # the file went away since validation: the trainer reports it
 
     def _adapter_to_continue(self, job: JobRow) -> Path | Literal[False] | None:
         """The adapter of the fine-tuned model a job continues from (None for a base model), or

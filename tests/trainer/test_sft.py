@@ -147,3 +147,25 @@ def test_unloadable_base_model_is_a_clear_job_error(tmp_path: Path) -> None:
     error = json.loads(done.stdout.splitlines()[-1])
     assert error["event"] == "error" and error["code"] == "base_model_unavailable"
     assert "no-model-here" in error["message"]
+
+
+def test_examples_cut_before_any_assistant_token_are_left_out(tiny_model: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from trainer.data import DataValidationError
+    from trainer.sft import build_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    long_prompt = {
+        "messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
+    }
+    short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(e) + "\n" for e in [long_prompt] * 3 + [short] * 9))
+    built = build_dataset(tokenizer, data, "training_file", 64, None)
+    assert (len(built.dataset), built.truncated, built.left_out) == (9, 3, 3)
+
+    data.write_text("".join(json.dumps(long_prompt) + "\n" for _ in range(12)))
+    with pytest.raises(DataValidationError) as refused:
+        build_dataset(tokenizer, data, "training_file", 64, None)
+    assert refused.value.code == "invalid_training_file" and "max_seq_length" in refused.value.message
