@@ -13,7 +13,9 @@ activation (2 for bf16 on a GPU, 4 for fp32 on CPU), with h the hidden size and 
 - activations kept for the backward pass, per token and layer: about (16h + 5i) values for a
   Llama-style block with LoRA dropout on every linear layer; with gradient checkpointing only each
   layer's input (h) stays, plus one layer being recomputed;
-- logits: vocabulary x (b + 8) bytes per token (the logits, an fp32 copy for the loss, its gradient);
+- logits: vocabulary x 10b bytes per token: the logits, the loss's fp32 copies and gradients, and
+  TRL's entropy and accuracy metrics over them (calibrated with bench/memory_estimate.py on CPU,
+  where this term was most of what a first, leaner count missed);
 - the runtime (CUDA context, allocator slack): a fixed 1 GiB; then 20% margin on the total.
 """
 
@@ -86,7 +88,7 @@ def training_bytes(
     kept_per_token = (
         (shape.num_layers * shape.hidden_size + block) if checkpointing else shape.num_layers * block
     )
-    per_token = kept_per_token * compute_bytes + shape.vocab_size * (compute_bytes + 8)
+    per_token = (kept_per_token + shape.vocab_size * 10) * compute_bytes
     return int((weights + lora + tokens_per_step * per_token + _RUNTIME_BYTES) * _MARGIN)
 
 
