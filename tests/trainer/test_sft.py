@@ -169,3 +169,34 @@ def test_examples_cut_before_any_assistant_token_are_left_out(tiny_model: Path, 
     with pytest.raises(DataValidationError) as refused:
         build_dataset(tokenizer, data, "training_file", 64, None)
     assert refused.value.code == "invalid_training_file" and "max_seq_length" in refused.value.message
+
+
+def test_out_of_memory_is_a_job_error_with_advice(tiny_model: Path, tmp_path: Path) -> None:
+    """A GPU's out-of-memory error (raised here in its place: no GPU) reaches the job as advice."""
+    from tests.strict_format import jsonl, training_examples
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(jsonl(training_examples(10)))
+    spec_path = tmp_path / "spec.json"
+    TrainingSpec(
+        job_id="ftjob-oom",
+        base_model=str(tiny_model),
+        training_file=data,
+        output_dir=tmp_path / "out",
+        n_epochs=1,
+        batch_size=4,
+        learning_rate=1e-4,
+    ).write(spec_path)
+    program = (
+        "import sys, torch, trainer.sft\n"
+        "def out_of_memory(*args):\n"
+        "    raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')\n"
+        "trainer.sft.run_sft = out_of_memory\n"
+        "from trainer.__main__ import main\n"
+        f"sys.exit(main([{str(spec_path)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    error = json.loads(done.stdout.splitlines()[-1])
+    assert error["event"] == "error" and error["code"] == "out_of_memory"
+    assert "batch size 4" in error["message"] and "smaller batch_size" in error["message"]
