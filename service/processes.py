@@ -1,16 +1,56 @@
-"""Child processes (the engine, trainers) that do not outlive the gateway, even after a kill -9."""
+"""Child processes (engines, trainers) with explicit lifetimes: none outlives the gateway, even
+after a kill -9, and a signal meant for one never reaches another.
+
+- Each child leads its own session (so its own process group): a signal to the gateway's group (a
+  terminal's Ctrl-C, a service manager) does not reach it, and stopping it can signal its whole
+  group, grandchildren included (vLLM's engine core and workers).
+- Each child asks the kernel for SIGTERM when the gateway dies (PR_SET_PDEATHSIG), then checks that
+  the gateway is still its parent: if the gateway died between fork and that request, nobody would
+  ever send the signal, so the child exits at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
+import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """`preexec_fn` for children: the kernel sends them SIGTERM when the gateway dies (Linux only)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:  # runs in the child between fork and exec: system calls only
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
+
+
+def child_process_options() -> dict[str, Any]:
+    """Keyword arguments for `asyncio.create_subprocess_exec` / `subprocess.Popen`."""
+    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid())}
+
+
+def signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
+    """Send `signum` to the child's process group (itself and whatever it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace_s: float) -> None:
+    """SIGTERM to the child, then SIGKILL to its whole group after `grace_s` seconds or once it
+    exits (so no grandchild outlives it)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), timeout=grace_s)
+    signal_group(process, signal.SIGKILL)
+    await process.wait()

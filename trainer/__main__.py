@@ -1,7 +1,9 @@
 """`python -m trainer SPEC.json`: train one job, JSON-line events on stdout.
 
 Exit status: 0 when the adapter was written or training stopped on request (SIGTERM); 1 on a
-reported error (an `error` event says why); anything else is a crash (see stderr).
+reported error (an `error` event says why); 3 when asked twice to stop and it did not wait for a
+checkpoint, -14 (SIGALRM) when the stop deadline passed (see trainer/stopping.py); anything else
+is a crash (see stderr).
 """
 
 from __future__ import annotations
@@ -9,18 +11,17 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import signal
 import sys
-import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from trainer.data import DataValidationError
 from trainer.events import EventWriter
 from trainer.formatting import TemplateError
 from trainer.model import ModelLoadError
 from trainer.spec import TrainingSpec
+from trainer.stopping import StopRequest
 
 
 def _event_stream() -> EventWriter:
@@ -43,12 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     lock = (spec.output_dir / "trainer.lock").open("w")
     fcntl.flock(lock, fcntl.LOCK_EX)
 
-    stop_requested = threading.Event()
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    stop_requested = StopRequest()
+    stop_requested.install()
 
     # Heavy imports after the signal handler is in place.
     if spec.method == "dpo":
@@ -56,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from trainer.sft import run_sft as run
 
+    try:
+        return _run(run, spec, events, stop_requested)
+    finally:
+        stop_requested.answered()
+
+
+def _run(
+    run: Callable[[TrainingSpec, EventWriter, StopRequest], None],
+    spec: TrainingSpec,
+    events: EventWriter,
+    stop_requested: StopRequest,
+) -> int:
+    """Run the training method; an error it reports becomes an `error` event and exit status 1."""
     try:
         run(spec, events, stop_requested)
     except DataValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -22,9 +23,13 @@ def checkpoint_steps(checkpoints_dir: Path) -> list[int]:
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The highest-step complete checkpoint (one whose trainer_state.json was written), if any."""
+    """The highest-step complete checkpoint, if any. transformers writes trainer_state.json last, so
+    a checkpoint whose save was cut short (the trainer killed mid-save) has none, or a partial one."""
     for step in reversed(checkpoint_steps(checkpoints_dir)):
         path = checkpoints_dir / f"checkpoint-{step}"
-        if (path / "trainer_state.json").is_file():
-            return path
+        try:
+            json.loads((path / "trainer_state.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        return path
     return None

@@ -7,7 +7,6 @@ reference model is that adapter frozen (TRL copies it as "ref"); otherwise it is
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from trainer.data import PreferenceExample, load_preference_examples
 from trainer.events import EventWriter
 from trainer.loop import start_run
 from trainer.spec import TrainingSpec
+from trainer.stopping import StopRequest
 
 
 def _clean(message: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def _pair_tokens(tokenizer: Any, dataset: Dataset) -> list[int]:
     ]
 
 
-def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
+def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest) -> None:
     run = start_run(spec, events, stop_requested)
     train = _dataset(spec.training_file, "training_file")
     valid = _dataset(spec.validation_file, "validation_file") if spec.validation_file else None

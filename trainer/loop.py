@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import resource
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,14 @@ from trainer.memory import GIB, ModelShape, free_memory_bytes, training_bytes
 from trainer.model import ModelLoadError, compute_dtype, load_base_model, lora_config
 from trainer.progress import MetricsTable, ProgressCallback
 from trainer.spec import TrainingSpec
+from trainer.stopping import StopRequest
 
 
 @dataclass
 class Run:
     spec: TrainingSpec
     events: EventWriter
-    stop_requested: threading.Event
+    stop_requested: StopRequest
     tokenizer: Any
     resume_from: Path | None
     table: MetricsTable
@@ -110,6 +110,10 @@ class Run:
     ) -> None:
         """Train (from the resume point), then save the adapter, check it changes answers on a few
         training prompts, and report the result; or, when asked to stop, where the checkpoint is."""
+        if self.stop_requested.is_set():  # asked to stop while loading: nothing new to save
+            step = checkpoint_step(self.resume_from) if self.resume_from else 0
+            self.events.stopped(step=step, checkpoint=str(self.resume_from) if self.resume_from else None)
+            return
         # TRL casts QLoRA adapters to bf16, but peft loads them from a checkpoint in fp32: training in
         # fp32 from the start makes a resumed run continue exactly as an uninterrupted one would.
         for param in trainer.model.parameters():
@@ -183,7 +187,7 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> Run:
+def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest) -> Run:
     set_seed(spec.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.base_model)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from transformers import TrainerCallback
 
 from trainer.checkpoints import checkpoint_steps
 from trainer.events import EventWriter
+from trainer.stopping import StopRequest
 
 CSV_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
 
@@ -55,7 +55,7 @@ class ProgressCallback(TrainerCallback):
         self,
         events: EventWriter,
         table: MetricsTable,
-        stop_requested: threading.Event,
+        stop_requested: StopRequest,
         steps_per_epoch: int,
         keep_epoch_checkpoints: int,
         has_validation: bool,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from trainer.events import EventWriter
 from trainer.formatting import tokenize_example
 from trainer.loop import start_run
 from trainer.spec import TrainingSpec
+from trainer.stopping import StopRequest
 from trainer.token_cache import cache_key, cached
 
 
@@ -74,7 +74,7 @@ def sft_arguments(spec: TrainingSpec, common: dict[str, Any]) -> dict[str, Any]:
     return {**common, "train_sampling_strategy": "group_by_length"}
 
 
-def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: threading.Event) -> None:
+def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest) -> None:
     run = start_run(spec, events, stop_requested)
     cache = spec.token_cache_dir
     train = build_dataset(run.tokenizer, spec.training_file, "training_file", spec.max_seq_length, cache)

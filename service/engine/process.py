@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 import logging
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.engine.client import EngineClient
-from service.processes import die_with_parent
+from service.processes import child_process_options, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class ManagedEngine:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env=engine_environment(self.settings),
-                preexec_fn=die_with_parent,
+                **child_process_options(),
             )
         deadline = time.monotonic() + self.settings.engine_startup_timeout_s
         while time.monotonic() < deadline:
@@ -143,16 +142,8 @@ class ManagedEngine:
             client.available = True
 
     async def stop(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        if self._process is not None:
+            await stop_process(self._process, grace_s=20)
 
     def _log_tail(self, lines: int = 15) -> str:
         try:

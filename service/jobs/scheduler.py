@@ -36,7 +36,7 @@ from service.jobs.naming import base_of, checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.training_options import TrainingOptions, parse_training_options
-from service.processes import die_with_parent
+from service.processes import child_process_options, signal_group
 from service.store import JobRow
 from trainer.checkpoints import latest_checkpoint
 from trainer.data import DataValidationError, load_examples
@@ -102,8 +102,7 @@ class JobScheduler:
         if self._watchers:
             await asyncio.wait(self._watchers, timeout=STOP_GRACE_S)
         for run in list(self._runs.values()):
-            with contextlib.suppress(ProcessLookupError):
-                run.process.kill()
+            signal_group(run.process, signal.SIGKILL)
 
     # notify() and cancel() are called from request handlers' worker threads: hop onto the loop.
 
@@ -125,8 +124,7 @@ class JobScheduler:
 
     def _kill_if_alive(self, run: TrainerRun) -> None:
         if run.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                run.process.kill()
+            signal_group(run.process, signal.SIGKILL)
 
     def _recover(self) -> None:
         """Jobs left `running` by a previous server process go back to the queue and continue from
@@ -276,7 +274,7 @@ class JobScheduler:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                preexec_fn=die_with_parent,
+                **child_process_options(),
             )
         run = TrainerRun(job_id=job.id, process=process)
         self._runs[job.id] = run
@@ -293,6 +291,7 @@ class JobScheduler:
                 for stale in await asyncio.to_thread(self._on_trainer_line, job, run, raw):
                     await self.fleet.get(base_of(job.model_name)).adapters.unload(stale)
             returncode = await run.process.wait()
+            signal_group(run.process, signal.SIGKILL)  # anything it started goes with it
             await self._finish(job, run, returncode, job_dir)
         except Exception:
             logger.exception("Watching the trainer of %s failed", job.id)

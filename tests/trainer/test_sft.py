@@ -14,7 +14,7 @@ from tests.trainer.test_formatting import TOOL_CALL_MESSAGES, TOOLS
 from trainer.spec import TrainingSpec
 
 
-def _write_spec(tiny_model: Path, data: Path, out: Path, **options: Any) -> Path:
+def write_spec(tiny_model: Path, data: Path, out: Path, **options: Any) -> Path:
     """A spec for the tiny model; `options` override the defaults below."""
     spec_path = out.parent / f"{out.name}.json"
     TrainingSpec(
@@ -30,7 +30,7 @@ def _write_spec(tiny_model: Path, data: Path, out: Path, **options: Any) -> Path
 def _train(
     tiny_model: Path, data: Path, out: Path, cache: Path | None = None, **options: Any
 ) -> list[dict[str, Any]]:
-    spec_path = _write_spec(tiny_model, data, out, token_cache_dir=cache, **options)
+    spec_path = write_spec(tiny_model, data, out, token_cache_dir=cache, **options)
     done = subprocess.run(
         [sys.executable, "-m", "trainer", str(spec_path)],
         capture_output=True,
@@ -101,7 +101,7 @@ def test_stop_and_resume_matches_an_uninterrupted_run(tiny_model: Path, tmp_path
     data.write_bytes(jsonl(training_examples(12)))
     straight = [e for e in _train(tiny_model, data, tmp_path / "straight") if e["event"] == "metrics"]
 
-    spec_path = _write_spec(tiny_model, data, tmp_path / "paused")
+    spec_path = write_spec(tiny_model, data, tmp_path / "paused")
     process = subprocess.Popen(
         [sys.executable, "-m", "trainer", str(spec_path)], stdout=subprocess.PIPE, text=True
     )
@@ -172,7 +172,7 @@ def test_out_of_memory_is_a_job_error_with_advice(tiny_model: Path, tmp_path: Pa
 
     data = tmp_path / "train.jsonl"
     data.write_bytes(jsonl(training_examples(10)))
-    spec_path = _write_spec(tiny_model, data, tmp_path / "out", batch_size=4, learning_rate=1e-4)
+    spec_path = write_spec(tiny_model, data, tmp_path / "out", batch_size=4, learning_rate=1e-4)
     program = (
         "import sys, torch, trainer.sft\n"
         "def out_of_memory(*args):\n"
