@@ -33,9 +33,12 @@ def _die_with(parent_pid: int) -> Callable[[], None]:
     return preexec
 
 
-def child_process_options() -> dict[str, Any]:
-    """Keyword arguments for `asyncio.create_subprocess_exec` / `subprocess.Popen`."""
-    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid())}
+def child_process_options(**extra_env: str) -> dict[str, Any]:
+    """Keyword arguments for `asyncio.create_subprocess_exec` / `subprocess.Popen`: the gateway's
+    environment less its own settings (`OPENTUNE_*`: the API key, database URL and other secrets
+    are no business of an engine or a trainer), plus `extra_env`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENTUNE_")}
+    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()), "env": env | extra_env}
 
 
 def signal_group(process: asyncio.subprocess.Process, signum: int) -> None:

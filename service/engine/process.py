@@ -71,10 +71,12 @@ def engine_command(settings: Settings, model_path: Path, port: int, served_name:
 
 
 def engine_environment(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    """What the engine needs on top of the environment children get (service/processes.py)."""
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
     if is_cpu_build():
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.engine_cpu_kvcache_gib))
+        env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get(
+            "VLLM_CPU_KVCACHE_SPACE", str(settings.engine_cpu_kvcache_gib)
+        )
     return env
 
 
@@ -99,8 +101,7 @@ class ManagedEngine:
                 *command,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                env=engine_environment(self.settings),
-                **child_process_options(),
+                **child_process_options(**engine_environment(self.settings)),
             )
         deadline = time.monotonic() + self.settings.engine_startup_timeout_s
         while time.monotonic() < deadline:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -273,8 +272,7 @@ class JobScheduler:
                 str(spec_path),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                **child_process_options(),
+                **child_process_options(PYTHONUNBUFFERED="1"),
             )
         run = TrainerRun(job_id=job.id, process=process)
         self._runs[job.id] = run
