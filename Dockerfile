@@ -1,4 +1,11 @@
-# opentune on an NVIDIA GPU host: docker build -t opentune . && docker run --gpus all -p 8000:8000 opentune
+# opentune on an NVIDIA GPU host:
+#   docker build -t opentune .
+#   docker run --gpus all -p 8000:8000 -e OPENTUNE_API_KEY=sk-your-secret opentune
+# The server binds 0.0.0.0 in the container, so it refuses to start without a key (exit status 2):
+# give OPENTUNE_API_KEY, or create keys in the data volume first
+#   docker run -v opentune-data:/data --entrypoint .venv/bin/opentune opentune keys create --org acme
+# or, only behind something else that authenticates, run open on purpose with --insecure-no-auth
+# (or -e OPENTUNE_INSECURE_NO_AUTH=1).
 FROM python:3.11-slim
 
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential make git \

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
+from tests.e2e.engine_key import engine_api_key
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
@@ -112,14 +113,24 @@ def main() -> None:
             client = OpenAI(base_url=f"{server.url}/v1", api_key=KEY)
             names = adapters(client, 3)
             run = asyncio.run
+            engine_key = engine_api_key(server.engine_url)  # the managed engine's own key
 
-            run(load(server.engine_url, ["tiny"], 16, 16, args.max_tokens))  # warm-up
+            run(load(server.engine_url, ["tiny"], 16, 16, args.max_tokens, engine_key))  # warm-up
             print("gateway overhead (base model, streamed, ignore_eos; best of 3 interleaved runs):")
             for concurrency in (1, 16):
                 directs, gateways = [], []
                 for _ in range(3):
                     directs.append(
-                        run(load(server.engine_url, ["tiny"], args.requests, concurrency, args.max_tokens))
+                        run(
+                            load(
+                                server.engine_url,
+                                ["tiny"],
+                                args.requests,
+                                concurrency,
+                                args.max_tokens,
+                                engine_key,
+                            )
+                        )
                     )
                     gateways.append(
                         run(load(server.url, ["tiny"], args.requests, concurrency, args.max_tokens, KEY))
@@ -149,9 +160,13 @@ def main() -> None:
                 started = time.perf_counter()
                 engine = server.engine_url
                 body = {"lora_name": f"bench-{i}", "lora_path": path}
-                httpx.post(f"{engine}/v1/load_lora_adapter", json=body, timeout=60).raise_for_status()
+                auth = {"Authorization": f"Bearer {engine_key}"}
+                httpx.post(
+                    f"{engine}/v1/load_lora_adapter", json=body, headers=auth, timeout=60
+                ).raise_for_status()
                 loads.append(1000 * (time.perf_counter() - started))
-                httpx.post(f"{engine}/v1/unload_lora_adapter", json={"lora_name": f"bench-{i}"}, timeout=60)
+                unload = {"lora_name": f"bench-{i}"}
+                httpx.post(f"{engine}/v1/unload_lora_adapter", json=unload, headers=auth, timeout=60)
             print(f"adapter load from disk: p50 {statistics.median(loads):.1f} ms (target S4 <= 500 ms)")
             cold_model = names[-1]  # a checkpoint of the last job: never requested, so not loaded yet
             cold = run(load(server.url, [cold_model], 1, 1, 4, KEY))["ttft_p50_ms"]

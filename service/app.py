@@ -12,16 +12,19 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import api
+from service.access import AuthenticationMiddleware, BodySizeLimitMiddleware
 from service.auth import KeyRing
 from service.catalog import ModelCatalog
 from service.config import Settings
 from service.deps import Components
 from service.engine.fleet import configured_base_models, start_fleet
+from service.engine.limits import ChatCaps, ChatLimits
 from service.engine.model_source import resolve_model_path
 from service.errors import install_error_handlers
-from service.files import FileStore
+from service.files import FileStore, StorageQuota
 from service.ids import random_token
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.quotas import JobLimits
 from service.jobs.scheduler import JobScheduler
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
@@ -44,7 +47,7 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
         paths = model_paths or {c.name: resolve_model_path(c.model) for c in configs}
         fleet = await start_fleet(settings, configs, paths, data_dir / "logs")
 
-        files = FileStore(db, data_dir / "files")
+        files = FileStore(db, data_dir / "files", quota=StorageQuota.from_settings(settings))
         jobs = JobStore(db)
         checkpoints = CheckpointStore(db)
         catalog = ModelCatalog(db, jobs, checkpoints, fleet, started_at=int(time.time()))
@@ -54,9 +57,17 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
             files=files,
             jobs=jobs,
             checkpoints=checkpoints,
-            fine_tuning=FineTuningService(jobs, files, catalog, scheduler, settings.engine_max_lora_rank),
+            fine_tuning=FineTuningService(
+                jobs,
+                files,
+                catalog,
+                scheduler,
+                settings.engine_max_lora_rank,
+                limits=JobLimits.from_settings(settings),
+            ),
             catalog=catalog,
             fleet=fleet,
+            chat_limits=ChatLimits(ChatCaps.from_settings(settings)),
         )
         await scheduler.start()
         try:
@@ -70,9 +81,21 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
     install_error_handlers(app)
     app.include_router(api.health.router)
     app.include_router(api.v1)
+    # The last added runs first: request id, then the key, then the body cap, then the route.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        upload_max_bytes=settings.max_upload_body_bytes,
+        max_bytes=settings.max_request_body_bytes,
+    )
+    app.add_middleware(AuthenticationMiddleware, key_ring=lambda: _components(app).keys)
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _components(app: FastAPI) -> Components:
+    found: Components = app.state.components
+    return found
 
 
 class RequestIdMiddleware:

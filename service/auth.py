@@ -1,14 +1,20 @@
-"""API keys and the organizations they belong to.
+"""API keys, the organizations they belong to, and when the server is open.
 
 A key is required on every /v1 request as soon as one exists: `OPENTUNE_API_KEY` (a key of the
 `default` organization) or any key made with `opentune keys create --org NAME`. Only SHA-256
-digests are stored; keys are never logged. Without any key the server is open, as one organization.
+digests are stored; keys are never logged.
+
+Failing closed: the server is open (every caller is the `default` organization) only when
+`insecure_no_auth` is set, or when no key was ever configured nor created. A revoked key keeps its
+row (with `revoked_at`), so revoking the last key leaves the server closed, never open. The CLI
+refuses to start a server that would be open on a non-loopback address (`startup_refusal`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from collections.abc import Callable
@@ -18,11 +24,9 @@ from sqlalchemy import select
 
 from service.config import Settings
 from service.errors import AuthenticationFailed
-from service.ids import new_id, random_token
 from service.store import ApiKeyRow, Database
 
 ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-KEY_PREFIX = "sk-ot-"
 
 
 @dataclass(frozen=True)
@@ -47,32 +51,47 @@ def organization_id(name: str) -> str:
     return f"org-{name}"
 
 
-def create_api_key(db: Database, organization: str) -> str:
-    """A new key for the organization; the plain key is returned once and not stored."""
-    org_id = organization_id(organization)
-    key = KEY_PREFIX + random_token(40)
+def any_key_created(db: Database) -> bool:
+    """Whether a key was ever stored, revoked ones included."""
     with db.session() as session:
-        session.add(
-            ApiKeyRow(
-                id=new_id("key"),
-                organization_id=org_id,
-                key_hash=hash_key(key),
-                hint=key[: len(KEY_PREFIX) + 4],
-                created_at=int(time.time()),
-            )
-        )
-    return key
+        return session.scalar(select(ApiKeyRow.id).limit(1)) is not None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
+
+
+def startup_refusal(settings: Settings, keys_created: bool) -> str | None:
+    """Why a server with these settings must not start, or None.
+
+    A server without any key would be open to everyone who can reach it: allowed on a loopback
+    address (local development), refused elsewhere unless `insecure_no_auth` says it is meant.
+    """
+    if settings.insecure_no_auth or settings.api_key or keys_created or is_loopback(settings.host):
+        return None
+    return (
+        f"no API key is configured and {settings.host} is not a loopback address, so anyone could "
+        "use this server: set OPENTUNE_API_KEY, create a key with `opentune keys create --org NAME`, "
+        "or pass --insecure-no-auth (OPENTUNE_INSECURE_NO_AUTH=1) to serve without authentication"
+    )
 
 
 class KeyRing:
     """Checks keys against the env key and the database; remembers stored keys' answers briefly, so
-    a request costs no database query (a key created with the CLI works within CACHE_S seconds)."""
+    a request costs no database query (a key created or revoked with the CLI counts within CACHE_S
+    seconds)."""
 
     CACHE_S = 5.0
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.db = db
         self._default_org = settings.organization_id
+        self._insecure = settings.insecure_no_auth
         secret = settings.api_key.get_secret_value() if settings.api_key else None
         self._env_hash = hash_key(secret) if secret else None
         self._cache: dict[str, tuple[float, str | None]] = {}
@@ -91,20 +110,32 @@ class KeyRing:
     def _stored_org(self, digest: str) -> str | None:
         def look_up() -> str | None:
             with self.db.session() as session:
-                return session.scalar(select(ApiKeyRow.organization_id).where(ApiKeyRow.key_hash == digest))
+                return session.scalar(
+                    select(ApiKeyRow.organization_id).where(
+                        ApiKeyRow.key_hash == digest, ApiKeyRow.revoked_at.is_(None)
+                    )
+                )
 
         return self._remembered(digest, look_up)
 
-    def _any_stored(self) -> bool:
-        def look_up() -> str | None:
-            with self.db.session() as session:
-                return session.scalar(select(ApiKeyRow.id).limit(1))
-
-        return self._remembered("<any>", look_up) is not None
+    def is_open(self) -> bool:
+        """Whether callers without a valid key are let in (as the default organization)."""
+        if self._insecure:
+            return True
+        if self._env_hash is not None:
+            return False
+        # Revoked keys count: once a key existed, the server stays closed.
+        return self._remembered("<any>", lambda: "yes" if any_key_created(self.db) else None) is None
 
     def authenticate(self, authorization: str | None) -> Principal:
-        if self._env_hash is None and not self._any_stored():
-            return Principal(self._default_org)
+        try:
+            return self._check(authorization)
+        except AuthenticationFailed:
+            if self.is_open():
+                return Principal(self._default_org)
+            raise
+
+    def _check(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthenticationFailed(
                 "You didn't provide an API key. Provide it in the Authorization header "

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     # Access control. When set, every /v1 request needs `Authorization: Bearer <key>`.
     api_key: SecretStr | None = None
     organization: str = Field(default="default", description="Organization that owns everything for now.")
+    # Access hardening (issue 9; service/auth.py, service/access.py). insecure_no_auth: serve open
+    # on purpose (callers without a valid key act as the default organization); without it a server
+    # with no key at all starts only on a loopback address. Body caps are enforced while streaming
+    # (413): file uploads may carry a 512 MiB file plus multipart framing, other bodies are JSON.
+    # engine_api_key: sent to engine_url engines (managed engines get a random key per start).
+    insecure_no_auth: bool = False
+    max_upload_body_bytes: int = 513 * 1024 * 1024
+    max_request_body_bytes: int = 16 * 1024 * 1024
+    engine_api_key: SecretStr | None = None
 
     # Serving engine: a managed vLLM subprocess unless engine_url names one already running.
     engine_url: str | None = None
@@ -57,6 +66,24 @@ class Settings(BaseSettings):
     # would not fit in the free memory waits in `queued` (see service/jobs/capacity.py).
     trainer_memory_gib: float | None = None
     scheduler_poll_s: float = 1.0
+    # Untrusted training files (issue 9): validated in a child process (trainer/inspect_files.py)
+    # with this address-space limit, killed after this many seconds; either failure fails that job.
+    file_check_memory_gib: float = 4.0
+    file_check_timeout_s: float = 300.0
+
+    # Per-organization limits (issue 9: one organization must not exhaust the server for the others).
+    # Jobs in validating_files, queued, running or paused at once.
+    max_active_jobs_per_org: int = 20
+    max_files_per_org: int = 1000
+    max_stored_bytes_per_org: int = 100 * 1024**3
+    # Upper bound on a job's trained tokens, checked at creation as training-file bytes x n_epochs
+    # (a byte-level tokenizer makes at most one token per byte; "auto" epochs count as 3).
+    max_trained_tokens_per_job: int = 1_000_000_000
+    max_integrations_bytes: int = 16 * 1024  # a job's `integrations`, as JSON
+    # Chat and text completions: in-flight requests per organization, and caps on one request.
+    chat_max_concurrent_per_org: int = 8
+    chat_max_n: int = 8  # choices per request: `n` and `best_of`
+    chat_max_tokens: int = 8192  # `max_tokens` / `max_completion_tokens`
 
     @property
     def model_name(self) -> str:

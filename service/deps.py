@@ -7,9 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.access import PRINCIPAL
 from service.auth import KeyRing, Principal
 from service.catalog import ModelCatalog
 from service.engine.fleet import EngineFleet
+from service.engine.limits import ChatLimits
+from service.errors import AuthenticationFailed
 from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.service import FineTuningService
@@ -25,6 +28,7 @@ class Components:
     fine_tuning: FineTuningService
     catalog: ModelCatalog
     fleet: EngineFleet
+    chat_limits: ChatLimits
 
 
 def components(request: Request) -> Components:
@@ -33,9 +37,12 @@ def components(request: Request) -> Components:
 
 
 async def principal(request: Request) -> Principal:
-    # Async: runs on the event loop, not a worker thread. KeyRing answers from memory almost always
-    # (a miss is one indexed SQLite read).
-    return components(request).keys.authenticate(request.headers.get("authorization"))
+    """Who is calling, as `AuthenticationMiddleware` (service/access.py) found before the body was
+    read. A route it did not cover gets no principal: refused, never the default organization."""
+    found = request.scope.get("state", {}).get(PRINCIPAL)
+    if not isinstance(found, Principal):
+        raise AuthenticationFailed("This request was not authenticated.")
+    return found
 
 
 ComponentsDep = Annotated[Components, Depends(components)]

@@ -57,6 +57,13 @@ class PermissionDenied(OpenAIError):
     status_code = 403
 
 
+class RequestTooLarge(OpenAIError):
+    """A request body over the size cap (service/access.py), refused while it streams in."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
 class EngineUnavailable(OpenAIError):
     """The engine is starting or restarting: a 503 the SDK retries after `retry-after` seconds."""
 
@@ -64,6 +71,25 @@ class EngineUnavailable(OpenAIError):
     type = "server_error"
     code = "engine_unavailable"
     headers: ClassVar[dict[str, str]] = {"retry-after": "5"}
+
+
+# Per-organization limits (issue 9). Both are 429, the status OpenAI uses for limits.
+class RateLimited(OpenAIError):
+    """Too many requests in flight for one organization: retry after `retry-after` seconds."""
+
+    status_code = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+    headers: ClassVar[dict[str, str]] = {"retry-after": "1"}
+
+
+class QuotaExceeded(OpenAIError):
+    """An organization's quota (files, stored bytes, active jobs) is used up. Waiting alone does not
+    help (delete files, let jobs finish), so the SDK is told not to retry."""
+
+    status_code = 429
+    code = "quota_exceeded"
+    headers: ClassVar[dict[str, str]] = {"x-should-retry": "false"}
 
 
 def error_response(

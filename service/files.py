@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 
-from service.errors import InvalidRequest, NotFound
+from service.config import Settings
+from service.errors import InvalidRequest, NotFound, QuotaExceeded
 from service.ids import new_id
 from service.pagination import paginate
 from service.protocol.common import DeletedObject, IdCursorPage
@@ -35,10 +38,26 @@ def parse_expires_after(anchor: str | None, seconds: int | None) -> int | None:
     return seconds
 
 
+@dataclass(frozen=True)
+class StorageQuota:
+    """What one organization may store (issue 9); files the server writes itself are counted but
+    never refused."""
+
+    max_files: int
+    max_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StorageQuota:
+        return cls(max_files=settings.max_files_per_org, max_bytes=settings.max_stored_bytes_per_org)
+
+
 class FileStore:
-    def __init__(self, db: Database, blob_dir: Path) -> None:
+    def __init__(self, db: Database, blob_dir: Path, quota: StorageQuota | None = None) -> None:
         self.db = db
         self.blob_dir = blob_dir
+        self.quota = quota  # None: no per-organization limit
+        # Called with each file row removed (deleted or expired), e.g. to drop data derived from it.
+        self.on_remove: list[Callable[[FileRow], None]] = []
         blob_dir.mkdir(parents=True, exist_ok=True)
 
     def path_of(self, file_id: str) -> Path:
@@ -60,6 +79,7 @@ class FileStore:
                 f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOADABLE_PURPOSES)}.",
                 param="purpose",
             )
+        bytes_left = self._check_quota(org_id) if not internal else None
         file_id = new_id("file")
         final = self.path_of(file_id)
         partial = final.with_suffix(".partial")
@@ -73,6 +93,12 @@ class FileStore:
                             f"File is too large: the limit is {MAX_FILE_BYTES // (1024 * 1024)} MB.",
                             param="file",
                             code="file_too_large",
+                        )
+                    if bytes_left is not None and size > bytes_left:
+                        raise QuotaExceeded(
+                            f"This file would exceed your organization's storage quota "
+                            f"({bytes_left:,} bytes left); delete files to make room.",
+                            param="file",
                         )
                     out.write(chunk)
             os.replace(partial, final)
@@ -97,6 +123,23 @@ class FileStore:
             raise
         return to_wire(row)
 
+    def _check_quota(self, org_id: str) -> int | None:
+        """Refuses a new upload when the organization has as many files as allowed; else the bytes
+        it may still store (None: no limit). Count, then store: concurrent uploads may overshoot."""
+        if self.quota is None:
+            return None
+        live = or_(FileRow.expires_at.is_(None), FileRow.expires_at > int(time.time()))
+        with self.db.session() as session:
+            query = select(func.count(), func.coalesce(func.sum(FileRow.bytes), 0))
+            n_files, n_bytes = session.execute(query.where(FileRow.organization_id == org_id, live)).one()
+        if n_files >= self.quota.max_files:
+            raise QuotaExceeded(
+                f"Your organization has {n_files} files, the most allowed is {self.quota.max_files}; "
+                "delete files to upload more.",
+                param="file",
+            )
+        return max(0, self.quota.max_bytes - int(n_bytes))
+
     def create_from_path(self, org_id: str, source: Path, filename: str, purpose: str) -> FileObject:
         """Store a file the server produced itself (e.g. a result CSV)."""
         with source.open("rb") as stream:
@@ -116,6 +159,28 @@ class FileStore:
         with self.db.session() as session:
             session.execute(delete(FileRow).where(FileRow.id == row.id))
         self.path_of(row.id).unlink(missing_ok=True)
+        for listener in self.on_remove:
+            listener(row)
+
+    # -- expiry: an expired file is gone for every purpose, read or not --------------------------
+
+    def purge_expired(self) -> int:
+        """Remove every expired file (row, bytes, derived data); returns how many."""
+        with self.db.session() as session:
+            query = select(FileRow).where(FileRow.expires_at.is_not(None), FileRow.expires_at <= time.time())
+            rows = list(session.scalars(query))
+        for row in rows:
+            self._remove(row)
+        return len(rows)
+
+    def usable(self, org_id: str, file_id: str) -> bool:
+        """Whether the organization's file still exists and has not expired (an expired one is
+        removed on the spot)."""
+        try:
+            self.get(org_id, file_id)
+        except NotFound:
+            return False
+        return True
 
     def retrieve(self, org_id: str, file_id: str) -> FileObject:
         return to_wire(self.get(org_id, file_id))

@@ -1,4 +1,8 @@
-"""HTTP routers: parse, call one domain function, return. Everything under /v1 needs a principal."""
+"""HTTP routers: parse, call one domain function, return.
+
+Everything under /v1 needs a principal: service/access.py authenticates before the body is read;
+the router-wide dependency makes a route without one fail closed (401).
+"""
 
 from fastapi import APIRouter, Depends
 

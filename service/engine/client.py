@@ -19,12 +19,21 @@ class EngineError(Exception):
 
 
 class EngineClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         # False while a managed engine restarts: requests get 503 with retry-after meanwhile.
         self.available = True
         # No read timeout: generations and streams last as long as they last; the client may cancel.
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0))
+        self.use_api_key(api_key)
+
+    def use_api_key(self, api_key: str | None) -> None:
+        """The engine's key (vLLM `--api-key`), sent on every request from now on, forwarded ones
+        included (service/engine/proxy.py sends through `self.http`)."""
+        if api_key:
+            self.http.headers["authorization"] = f"Bearer {api_key}"
+        else:
+            self.http.headers.pop("authorization", None)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -35,6 +44,14 @@ class EngineClient:
         except httpx.HTTPError:
             return False
         return response.status_code == 200
+
+    async def accepts_key(self) -> bool:
+        """Whether the engine takes our key (or needs none): vLLM guards /v1 with it, not /health."""
+        try:
+            response = await self.http.get("/v1/models", timeout=10.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code != 401
 
     async def load_adapter(self, name: str, path: str) -> None:
         await self._post_admin("/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})

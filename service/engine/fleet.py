@@ -9,6 +9,10 @@ models file (`--models-file`, JSON or YAML):
       - name: llama-8b
         model: /models/llama-3.1-8b-instruct
         engine_url: http://10.0.0.5:8000      # a vLLM already running (with --enable-lora)
+        engine_api_key: sk-engine-secret      # its --api-key (default: OPENTUNE_ENGINE_API_KEY)
+
+Managed engines get a random key per start; an engine by URL should be started with `--api-key`
+(or VLLM_API_KEY), since anyone who can reach an open one can list and load adapters.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from service.adapters import AdapterRegistry
 from service.config import Settings
@@ -31,6 +35,7 @@ class BaseModelConfig(BaseModel):
     name: str = Field(min_length=1)
     model: str = Field(min_length=1)
     engine_url: str | None = None
+    engine_api_key: SecretStr | None = None
 
 
 class ModelsFile(BaseModel):
@@ -40,13 +45,21 @@ class ModelsFile(BaseModel):
 def configured_base_models(settings: Settings) -> list[BaseModelConfig]:
     if settings.models_file is None:
         return [
-            BaseModelConfig(name=settings.model_name, model=settings.model, engine_url=settings.engine_url)
+            BaseModelConfig(
+                name=settings.model_name,
+                model=settings.model,
+                engine_url=settings.engine_url,
+                engine_api_key=settings.engine_api_key,
+            )
         ]
     loaded = ModelsFile.model_validate(yaml.safe_load(settings.models_file.read_text()))
     names = [m.name for m in loaded.models]
     if len(set(names)) != len(names):
         raise ValueError(f"{settings.models_file}: model names must be unique, got {names}")
-    return loaded.models
+    return [
+        m.model_copy(update={"engine_api_key": m.engine_api_key or settings.engine_api_key})
+        for m in loaded.models
+    ]
 
 
 class EngineNotReachable(Exception):
@@ -101,9 +114,15 @@ async def start_fleet(
 
     async def start(index: int, config: BaseModelConfig) -> ServedBase:
         if config.engine_url:
-            client = EngineClient(config.engine_url)
+            key = config.engine_api_key.get_secret_value() if config.engine_api_key else None
+            client = EngineClient(config.engine_url, key)
             if not await client.is_healthy():
                 raise EngineNotReachable(f"no healthy vLLM engine at {config.engine_url} for {config.name}")
+            if not await client.accepts_key():
+                raise EngineNotReachable(
+                    f"the vLLM engine at {config.engine_url} for {config.name} refused our key (401): "
+                    "set OPENTUNE_ENGINE_API_KEY (or engine_api_key in the models file) to its --api-key"
+                )
             return ServedBase(
                 config.name, paths[config.name], client, AdapterRegistry(client, settings.engine_max_adapters)
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.engine.client import EngineClient
+from service.ids import random_token
 from service.processes import child_process_options, stop_process
 
 logger = logging.getLogger(__name__)
@@ -70,9 +71,14 @@ def engine_command(settings: Settings, model_path: Path, port: int, served_name:
     return command + list(settings.engine_extra_args)
 
 
-def engine_environment(settings: Settings) -> dict[str, str]:
-    """What the engine needs on top of the environment children get (service/processes.py)."""
-    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+def engine_environment(settings: Settings, api_key: str) -> dict[str, str]:
+    """What the engine needs on top of the environment children get (service/processes.py).
+
+    The key goes by environment (vLLM's VLLM_API_KEY, the same as `--api-key`) rather than on the
+    command line, which `ps` shows to every user and our "Starting engine" log line would record.
+    vLLM then requires it on /v1/* (chat, models, load/unload_lora_adapter), not on /health.
+    """
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_API_KEY": api_key}
     if is_cpu_build():
         env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get(
             "VLLM_CPU_KVCACHE_SPACE", str(settings.engine_cpu_kvcache_gib)
@@ -95,13 +101,17 @@ class ManagedEngine:
     async def start(self, client: EngineClient) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = engine_command(self.settings, self.model_path, self.port, self.served_name)
+        # A new key per start: nobody else on this machine can call the engine (load any adapter
+        # path, list every organization's adapters) by reaching its port.
+        api_key = random_token(40)
+        client.use_api_key(api_key)
         logger.info("Starting engine: %s (log: %s)", " ".join(command), self.log_path)
         with self.log_path.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *command,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                **child_process_options(**engine_environment(self.settings)),
+                **child_process_options(**engine_environment(self.settings, api_key)),
             )
         deadline = time.monotonic() + self.settings.engine_startup_timeout_s
         while time.monotonic() < deadline:

@@ -7,7 +7,12 @@ import re
 from service.ids import random_token
 
 MODEL_ID_LENGTH = 8
-SUFFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Used with fullmatch: `$` also matches before a trailing newline, so "abc\n" passed `match`.
+SUFFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def is_valid_suffix(suffix: str) -> bool:
+    return SUFFIX_PATTERN.fullmatch(suffix) is not None
 
 
 def fine_tuned_model_name(base: str, org: str, suffix: str | None, model_id: str | None = None) -> str:

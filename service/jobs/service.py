@@ -9,7 +9,8 @@ from service.catalog import ModelCatalog
 from service.errors import InvalidRequest, NotFound
 from service.files import FileStore
 from service.ids import new_id
-from service.jobs.naming import SUFFIX_PATTERN, fine_tuned_model_name
+from service.jobs.naming import fine_tuned_model_name, is_valid_suffix
+from service.jobs.quotas import JobLimits, check_active_jobs, check_integrations, check_trained_tokens
 from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore, to_wire
@@ -20,7 +21,7 @@ from service.protocol.fine_tuning import (
     FineTuningJob,
     Hyperparameters,
 )
-from service.store import JobRow
+from service.store import FileRow, JobRow
 
 MAX_METADATA_PAIRS = 16
 
@@ -33,8 +34,11 @@ class FineTuningService:
         catalog: ModelCatalog,
         scheduler: JobScheduler,
         max_lora_rank: int,
+        limits: JobLimits | None = None,
     ) -> None:
         self.max_lora_rank = max_lora_rank
+        # Per-organization limits; None: none (tests that do not exercise them).
+        self.limits = limits
         self.jobs = jobs
         self.files = files
         self.catalog = catalog
@@ -43,16 +47,22 @@ class FineTuningService:
     def create(self, org_id: str, request: CreateFineTuningJobRequest) -> FineTuningJob:
         method_type, hyperparameters = _method_of(request)
         base = self._base_of(org_id, request.model)
-        self._check_file(org_id, request.training_file, "training_file")
+        training_file = self._check_file(org_id, request.training_file, "training_file")
         if request.validation_file:
             self._check_file(org_id, request.validation_file, "validation_file")
-        if request.suffix is not None and not SUFFIX_PATTERN.match(request.suffix):
+        if request.suffix is not None and not is_valid_suffix(request.suffix):
             raise InvalidRequest(
                 "suffix may contain only letters, digits, '-', '_' and '.' (1 to 64 characters).",
                 param="suffix",
             )
         _check_metadata(request.metadata)
         parse_training_options(request.metadata, self.max_lora_rank)
+        if self.limits is not None:
+            check_integrations(self.limits, request.integrations)
+            check_trained_tokens(self.limits, training_file.bytes, hyperparameters.n_epochs)
+            # Last, so that a request that is wrong anyway gets told so first. Count, then insert:
+            # two concurrent requests may both pass, overshooting by one at most per request.
+            check_active_jobs(self.limits, self.jobs.count_active(org_id))
         organization = org_id.removeprefix("org-")
         row = JobRow(
             id=new_id("ftjob"),
@@ -98,7 +108,7 @@ class FineTuningService:
             )
         return served.base
 
-    def _check_file(self, org_id: str, file_id: str, param: str) -> None:
+    def _check_file(self, org_id: str, file_id: str, param: str) -> FileRow:
         try:
             row = self.files.get(org_id, file_id)
         except NotFound:
@@ -108,6 +118,7 @@ class FineTuningService:
                 f"invalid {param}: {file_id} has purpose '{row.purpose}'; fine-tuning needs 'fine-tune'.",
                 param=param,
             )
+        return row
 
     def retrieve(self, org_id: str, job_id: str) -> FineTuningJob:
         return to_wire(self.jobs.get(org_id, job_id))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from service.errors import NotFound
 from service.ids import new_id
+from service.jobs.fairness import QueuedJob
 from service.jobs.states import JobStatus, sources_of
 from service.pagination import paginate
 from service.protocol.common import CursorPage
@@ -20,6 +21,9 @@ from service.protocol.fine_tuning import (
     Method,
 )
 from service.store import Database, EventRow, JobRow
+
+# Statuses that count against an organization's active-jobs quota.
+ACTIVE_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
 
 
 class JobStore:
@@ -44,6 +48,32 @@ class JobStore:
         with self.db.session() as session:
             query = select(JobRow.id).where(JobRow.status == status.value).order_by(JobRow.created_at)
             return list(session.scalars(query))
+
+    def count_active(self, org_id: str) -> int:
+        """The organization's jobs that hold or wait for a trainer (validating_files, queued,
+        running, paused): what its active-jobs quota counts."""
+        active = [status.value for status in ACTIVE_STATUSES]
+        with self.db.session() as session:
+            query = select(func.count()).where(JobRow.organization_id == org_id, JobRow.status.in_(active))
+            return int(session.scalar(query) or 0)
+
+    def queued_jobs(self) -> list[QueuedJob]:
+        """Every queued job with its organization, for fair_order (service/jobs/fairness.py)."""
+        with self.db.session() as session:
+            query = select(JobRow.id, JobRow.organization_id, JobRow.created_at).where(
+                JobRow.status == JobStatus.QUEUED.value
+            )
+            return [QueuedJob(job_id, org, created) for job_id, org, created in session.execute(query)]
+
+    def running_by_org(self) -> dict[str, int]:
+        """How many jobs each organization has running."""
+        with self.db.session() as session:
+            query = (
+                select(JobRow.organization_id, func.count())
+                .where(JobRow.status == JobStatus.RUNNING.value)
+                .group_by(JobRow.organization_id)
+            )
+            return {org: int(count) for org, count in session.execute(query)}
 
     def list(
         self, org_id: str, after: str | None, limit: int, metadata: dict[str, str] | None = None

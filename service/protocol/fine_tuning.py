@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Auto = Literal["auto"]
 # "paused" is in OpenAI's pause example but not its enum; the SDK passes it through (not in strict mode).
@@ -22,15 +24,32 @@ class Hyperparameters(BaseModel):
         default="auto", description="> 0; the learning rate is this times 2e-4 (the usual LoRA start)."
     )
 
-    @model_validator(mode="after")
-    def _check_ranges(self) -> Hyperparameters:
-        if isinstance(self.n_epochs, int) and not 1 <= self.n_epochs <= 50:
-            raise ValueError("n_epochs must be between 1 and 50")
-        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 256:
-            raise ValueError("batch_size must be between 1 and 256")
-        if isinstance(self.learning_rate_multiplier, float) and not self.learning_rate_multiplier > 0:
-            raise ValueError("learning_rate_multiplier must be greater than 0")
-        return self
+    # Checked before pydantic's own parsing, one clear error per field that names it (a failed
+    # "auto" | number union would report two errors with odd locations), and NaN or Infinity
+    # (which JSON parsing accepts) refused.
+    @field_validator("n_epochs", mode="before")
+    @classmethod
+    def _check_n_epochs(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda v: v.is_integer() and 1 <= v <= 50, "an integer from 1 to 50")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _check_batch_size(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda v: v.is_integer() and 1 <= v <= 256, "an integer from 1 to 256")
+
+    @field_validator("learning_rate_multiplier", mode="before")
+    @classmethod
+    def _check_learning_rate_multiplier(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda v: v > 0, "a finite number greater than 0")
+
+
+def _auto_or_number(value: Any, in_range: Callable[[float], bool], expected: str) -> Any:
+    if value == "auto":
+        return value
+    number_type = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number_type and math.isfinite(value) and in_range(float(value))):
+        raise ValueError(f"must be 'auto' or {expected}, got {value!r}")
+    return value
 
 
 class SupervisedMethod(BaseModel):
@@ -38,7 +57,12 @@ class SupervisedMethod(BaseModel):
 
 
 class DpoHyperparameters(Hyperparameters):
-    beta: Auto | float = "auto"
+    beta: Auto | float = Field(default="auto", description="0 < beta <= 2, as OpenAI")
+
+    @field_validator("beta", mode="before")
+    @classmethod
+    def _check_beta(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda v: 0 < v <= 2, "a number greater than 0 and at most 2")
 
 
 class DpoMethod(BaseModel):

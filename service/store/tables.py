@@ -43,6 +43,9 @@ class JobRow(Base):
     # ... and as resolved to numbers when the job starts running.
     hyperparameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     n_training_examples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Tokens in the longest training example, counted when the files were validated (in a child
+    # process, trainer/inspect_files.py): batch-size planning at start never re-reads the file.
+    longest_example_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     job_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Chosen at creation (checkpoint names derive from it); shown as `fine_tuned_model` on success.
@@ -83,6 +86,8 @@ class ApiKeyRow(Base):
     # The first characters of the key, to tell keys apart in listings without revealing them.
     hint: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # Set by `opentune keys revoke`; the row stays, so the server knows a key existed (fails closed).
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class EventRow(Base):

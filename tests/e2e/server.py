@@ -68,6 +68,14 @@ def running_server(
         # A small adapter cap, so that tests exercise least-recently-used eviction.
         "OPENTUNE_ENGINE_MAX_LORAS": "2",
         "OPENTUNE_ENGINE_MAX_ADAPTERS": "3",
+        # Per-organization limits small enough for tests/e2e/test_quotas.py to reach, loose enough
+        # for the rest of the suite (test_fuzz uploads ~250 files and creates many jobs; test_adapters
+        # sends 8 chat requests at once).
+        "OPENTUNE_MAX_FILES_PER_ORG": "400",
+        "OPENTUNE_MAX_STORED_BYTES_PER_ORG": str(64 * 1024 * 1024),
+        "OPENTUNE_MAX_ACTIVE_JOBS_PER_ORG": "200",
+        "OPENTUNE_MAX_TRAINED_TOKENS_PER_JOB": "20000000",
+        "OPENTUNE_CHAT_MAX_CONCURRENT_PER_ORG": "9",
         "PYTHONUNBUFFERED": "1",
         **(env_overrides or {}),
     }

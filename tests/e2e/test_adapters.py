@@ -15,6 +15,7 @@ from openai import OpenAI
 from openai.types.fine_tuning import FineTuningJob
 
 from tests.e2e.conftest import BASE_MODEL, Server
+from tests.e2e.engine_key import engine_headers
 from tests.e2e.jobs import wait_for_job
 from tests.strict_format import follows_format, held_out_prompts, jsonl, training_examples
 
@@ -61,7 +62,8 @@ def _reply(client: OpenAI, model: str, prompt: str) -> str:
 
 
 def _engine_adapters(server: Server) -> set[str]:
-    models = httpx.get(f"{server.engine_url}/v1/models", timeout=10).json()["data"]
+    url = server.engine_url
+    models = httpx.get(f"{url}/v1/models", headers=engine_headers(url), timeout=10).json()["data"]
     return {m["id"] for m in models if m["id"] != BASE_MODEL}
 
 

@@ -10,6 +10,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import BASE_MODEL, Server
+from tests.e2e.engine_key import engine_api_key
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
 
@@ -23,7 +24,10 @@ def test_job_that_does_not_fit_waits_in_queue(server: Server, tiny_model: Path, 
         tmp_path,
         "sk-capacity",
         extra_args=["--engine-url", server.engine_url],
-        env_overrides={"OPENTUNE_TRAINER_MEMORY_GIB": "100000"},  # more than any machine has free
+        env_overrides={
+            "OPENTUNE_TRAINER_MEMORY_GIB": "100000",  # more than any machine has free
+            "OPENTUNE_ENGINE_API_KEY": engine_api_key(server.engine_url),
+        },
     ) as gateway:
         client = OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-capacity", max_retries=0)
         file = client.files.create(

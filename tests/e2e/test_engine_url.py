@@ -9,6 +9,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import BASE_MODEL, Server
+from tests.e2e.engine_key import engine_api_key
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
@@ -20,7 +21,12 @@ def test_gateway_on_an_existing_engine(server: Server, tiny_model: Path, tmp_pat
     # The session server's managed engine stands in for a vLLM someone already runs.
     engine_url = server.engine_url
     with running_server(
-        tiny_model, BASE_MODEL, tmp_path, "sk-other", extra_args=["--engine-url", engine_url]
+        tiny_model,
+        BASE_MODEL,
+        tmp_path,
+        "sk-other",
+        extra_args=["--engine-url", engine_url],
+        env_overrides={"OPENTUNE_ENGINE_API_KEY": engine_api_key(engine_url)},
     ) as other:
         assert not (tmp_path / "logs" / "engine.log").exists(), "no engine of its own"
         client = OpenAI(base_url=f"{other.url}/v1", api_key="sk-other", max_retries=0)

@@ -13,6 +13,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY
+from tests.e2e.engine_key import engine_headers
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
@@ -60,7 +61,10 @@ def test_two_base_models_each_with_its_engine(tiny_model: Path, tmp_path: Path) 
         )
 
         engines = re.findall(r"Engine ready at (http://\S+)", server.log_path.read_text())
-        served = {url: {m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]} for url in engines}
+        served = {
+            url: {m["id"] for m in httpx.get(f"{url}/v1/models", headers=engine_headers(url)).json()["data"]}
+            for url in engines
+        }
         assert len(served) == 2
         assert [url for url, ids in served.items() if model in ids] == [
             url for url, ids in served.items() if "tiny-b" in ids

@@ -10,6 +10,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import BASE_MODEL, Server
+from tests.e2e.engine_key import engine_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -118,11 +119,11 @@ def test_tools_with_a_named_choice(client: OpenAI) -> None:
 
 def _engine_completion(server: Server, body: dict[str, object]) -> str:
     """The engine's own text for a completions request, streamed or not, called directly."""
-    url = f"{server.engine_url}/v1/completions"
+    url, headers = f"{server.engine_url}/v1/completions", engine_headers(server.engine_url)
     if not body.get("stream"):
-        return str(httpx.post(url, json=body, timeout=60).json()["choices"][0]["text"])
+        return str(httpx.post(url, json=body, headers=headers, timeout=60).json()["choices"][0]["text"])
     text = ""
-    with httpx.stream("POST", url, json=body, timeout=60) as response:
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as response:
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 text += "".join(c["text"] for c in json.loads(line[6:])["choices"])
