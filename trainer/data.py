@@ -1,20 +1,24 @@
-"""Reading and validating OpenAI chat-format JSONL. Pure Python (no torch), so the gateway can run
-the same checks while a job is `validating_files`.
+"""Reading and validating OpenAI chat-format and preference (DPO) JSONL. Pure Python (no torch).
 
-Errors use OpenAI's codes and 1-based positions: "Example 12, message 3: ...".
+Files are untrusted: every field may hold any JSON value, so each check looks at the type before the
+value, and every problem ends as a DataValidationError naming the example ("Example 12, message 3:
+..."), never another exception. Messages never name server paths.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.jsonl import Record, RecordError, read_records
+
 MIN_TRAINING_EXAMPLES = 10
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _PREFIX = "The job failed due to an invalid {kind} file. Invalid file format."
+_PREFERRED = ("preferred_output", "preferred_completion")
+_NON_PREFERRED = ("non_preferred_output", "non_preferred_completion")
 
 
 class DataValidationError(Exception):
@@ -41,129 +45,164 @@ class PreferenceExample:
     tools: list[dict[str, Any]] | None = None
 
 
+Example = ChatExample | PreferenceExample
 Fail = Callable[[str], DataValidationError]
 
 
-def _records(path: Path, param: str) -> tuple[list[dict[str, Any]], Fail]:
-    """The file's JSON objects, one per non-empty line, and the error maker for this file."""
+def error_maker(param: str) -> Fail:
+    """Builds this file's errors: `invalid_training_file` or `invalid_validation_file`."""
     kind = "validation" if param == "validation_file" else "training"
-    code = f"invalid_{kind}_file"
 
     def fail(detail: str) -> DataValidationError:
-        return DataValidationError(code, f"{_PREFIX.format(kind=kind)} {detail}", param)
+        return DataValidationError(f"invalid_{kind}_file", f"{_PREFIX.format(kind=kind)} {detail}", param)
 
+    return fail
+
+
+def iter_examples(path: Path, method: str, param: str = "training_file") -> Iterator[tuple[Example, int]]:
+    """Each example of a file for a job's method (`supervised` or `dpo`) with the size of its line,
+    checked as it is read; a training file with too few examples raises once the end is reached."""
+    fail = error_maker(param)
+    check = _check_preference_record if method == "dpo" else _check_chat_record
+    count = 0
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise fail("The file is not UTF-8 text; expected JSON Lines (one JSON object per line).") from None
-    records = []
-    for number, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise fail(f"Example {number}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(record, dict):
-            raise fail(f"Example {number}: expected a JSON object.")
-        records.append(record)
-    if param == "training_file" and len(records) < MIN_TRAINING_EXAMPLES:
+        for record in read_records(path):
+            yield check(record, fail), record.size
+            count += 1
+    except RecordError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"The file could not be read ({exc.strerror or type(exc).__name__}).") from None
+    if param == "training_file" and count < MIN_TRAINING_EXAMPLES:
         raise DataValidationError(
             "invalid_n_examples",
-            f"Training file has {len(records)} example(s), but must have at least "
-            f"{MIN_TRAINING_EXAMPLES} examples",
+            f"Training file has {count} example(s), but must have at least {MIN_TRAINING_EXAMPLES} examples",
             param,
         )
-    return records, fail
-
-
-def _is_preference(record: dict[str, Any]) -> bool:
-    return "messages" not in record and any(k in record for k in (*_PREFERRED, *_NON_PREFERRED, "input"))
 
 
 def load_examples(path: Path, method: str, param: str = "training_file") -> list[Any]:
-    """The examples of a file for a job's method (`supervised` or `dpo`)."""
-    if method == "dpo":
-        return load_preference_examples(path, param)
-    return load_chat_examples(path, param)
+    """The examples of a file for a job's method; raise DataValidationError on the first problem."""
+    return [example for example, _size in iter_examples(path, method, param)]
 
 
 def load_chat_examples(path: Path, param: str = "training_file") -> list[ChatExample]:
-    """Parse and check every line; raise DataValidationError on the first problem."""
-    records, fail = _records(path, param)
-    examples = []
-    for number, record in enumerate(records, start=1):
-        if _is_preference(record):
-            raise fail(
-                f"Example {number} is in the preference (DPO) format, but the job's method is 'supervised'."
-            )
-        examples.append(_check_chat_record(record, number, fail))
-    return examples
-
-
-_PREFERRED = ("preferred_output", "preferred_completion")
-_NON_PREFERRED = ("non_preferred_output", "non_preferred_completion")
+    return load_examples(path, "supervised", param)
 
 
 def load_preference_examples(path: Path, param: str = "training_file") -> list[PreferenceExample]:
     """OpenAI's DPO format: `input.messages`, `preferred_output`, `non_preferred_output` (or the
     older `preferred_completion` / `non_preferred_completion`), each output one assistant message."""
-    records, fail = _records(path, param)
-    examples = []
-    for number, record in enumerate(records, start=1):
-        if "messages" in record:
-            raise fail(
-                f"Example {number} is in the chat format (fine-tune-chat), but the job's method is 'dpo': "
-                "preference examples need 'input', 'preferred_output' and 'non_preferred_output'."
-            )
-        prompt = record.get("input")
-        if not isinstance(prompt, dict):
-            raise fail(f"Example {number}: 'input' must be an object with 'messages'.")
-        messages = _check_messages(prompt.get("messages"), number, fail, require_assistant=False)
-        outputs = []
-        for keys in (_PREFERRED, _NON_PREFERRED):
-            value = next((record[k] for k in keys if k in record), None)
-            if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
-                raise fail(f"Example {number}: '{keys[0]}' must be a list of exactly one assistant message.")
-            if value[0].get("role") != "assistant" or not isinstance(value[0].get("content"), str):
-                raise fail(f"Example {number}: '{keys[0]}' must hold an assistant message with text content.")
-            outputs.append(value[0])
-        examples.append(PreferenceExample(messages, outputs[0], outputs[1], prompt.get("tools")))
-    return examples
+    return load_examples(path, "dpo", param)
 
 
-def _check_chat_record(record: dict[str, Any], number: int, fail: Fail) -> ChatExample:
-    messages = _check_messages(record.get("messages"), number, fail, require_assistant=True)
-    tools = record.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise fail(f"Example {number}: 'tools' must be a list.")
-    return ChatExample(messages=messages, tools=tools)
+def _check_chat_record(record: Record, fail: Fail) -> ChatExample:
+    value, where = record.value, record.where
+    if "messages" not in value and any(k in value for k in (*_PREFERRED, *_NON_PREFERRED, "input")):
+        raise fail(f"{where} is in the preference (DPO) format, but the job's method is 'supervised'.")
+    messages = _check_messages(value.get("messages"), where, fail, require_assistant=True)
+    return ChatExample(messages=messages, tools=_check_tools(value.get("tools"), where, fail))
 
 
-def _check_messages(messages: Any, number: int, fail: Fail, require_assistant: bool) -> list[dict[str, Any]]:
+def _check_preference_record(record: Record, fail: Fail) -> PreferenceExample:
+    value, where = record.value, record.where
+    if "messages" in value:
+        raise fail(
+            f"{where} is in the chat format (fine-tune-chat), but the job's method is 'dpo': "
+            "preference examples need 'input', 'preferred_output' and 'non_preferred_output'."
+        )
+    prompt = value.get("input")
+    if not isinstance(prompt, dict):
+        raise fail(f"{where}: 'input' must be an object with 'messages'.")
+    messages = _check_messages(prompt.get("messages"), where, fail, require_assistant=False)
+    tools = _check_tools(prompt.get("tools"), where, fail)
+    outputs = []
+    for keys in (_PREFERRED, _NON_PREFERRED):
+        output = next((value[k] for k in keys if k in value), None)
+        if not isinstance(output, list) or len(output) != 1 or not isinstance(output[0], dict):
+            raise fail(f"{where}: '{keys[0]}' must be a list of exactly one assistant message.")
+        if output[0].get("role") != "assistant" or not isinstance(output[0].get("content"), str):
+            raise fail(f"{where}: '{keys[0]}' must hold an assistant message with text content.")
+        outputs.append(output[0])
+    return PreferenceExample(messages, outputs[0], outputs[1], tools)
+
+
+def _check_messages(messages: Any, where: str, fail: Fail, require_assistant: bool) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
-        raise fail(f"Example {number}: 'messages' must be a non-empty list.")
-    has_assistant = False
+        raise fail(f"{where}: 'messages' must be a non-empty list.")
     for position, message in enumerate(messages, start=1):
-        where = f"Example {number}, message {position}"
-        if not isinstance(message, dict):
-            raise fail(f"{where}: expected an object.")
-        role = message.get("role")
-        if role not in ROLES:
-            raise fail(f"{where}: unrecognized role {role!r}; expected one of {sorted(ROLES)}.")
-        content = message.get("content")
-        if role == "assistant":
-            has_assistant = True
-            if content is None and not message.get("tool_calls") and not message.get("function_call"):
-                raise fail(f"{where}: an assistant message needs 'content' or 'tool_calls'.")
-            if message.get("weight", 1) not in (0, 1):
-                raise fail(f"{where}: 'weight' must be 0 or 1.")
-        elif "weight" in message:
-            raise fail(f"{where}: 'weight' is only allowed on assistant messages.")
-        if content is not None and not isinstance(content, str | list):
-            raise fail(f"{where}: 'content' must be a string.")
-        if isinstance(content, list):
-            raise fail(f"{where}: content parts (images, audio) are not supported; use a string.")
-        if role != "assistant" and content is None:
-            raise fail(f"{where}: missing 'content'.")
-    if require_assistant and not has_assistant:
-        raise fail(f"Example {number}: no assistant message; each example needs at least one.")
+        _check_message(message, f"{where}, message {position}", fail)
+    if require_assistant and not any(m["role"] == "assistant" for m in messages):
+        raise fail(f"{where}: no assistant message; each example needs at least one.")
     return messages
+
+
+def _check_message(message: Any, where: str, fail: Fail) -> None:
+    if not isinstance(message, dict):
+        raise fail(f"{where}: expected an object.")
+    role = message.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        raise fail(f"{where}: unrecognized role {describe(role)}; expected one of {sorted(ROLES)}.")
+    content = message.get("content")
+    if isinstance(content, list):
+        raise fail(f"{where}: content parts (images, audio) are not supported; use a string.")
+    if content is not None and not isinstance(content, str):
+        raise fail(f"{where}: 'content' must be a string, got {describe(content)}.")
+    for key in ("name", "tool_call_id"):
+        if key in message and not isinstance(message[key], str):
+            raise fail(f"{where}: '{key}' must be a string.")
+    if role != "assistant":
+        if content is None:
+            raise fail(f"{where}: missing 'content'.")
+        if "weight" in message:
+            raise fail(f"{where}: 'weight' is only allowed on assistant messages.")
+        return
+    calls = message.get("tool_calls")
+    if calls is not None:
+        _check_tool_calls(calls, where, fail)
+    legacy_call = message.get("function_call")
+    if legacy_call is not None and not _is_named_function(legacy_call):
+        raise fail(f"{where}: 'function_call' must be an object with a string 'name'.")
+    if content is None and not calls and not legacy_call:
+        raise fail(f"{where}: an assistant message needs 'content' or 'tool_calls'.")
+    weight = message.get("weight", 1)
+    if type(weight) not in (int, float) or weight not in (0, 1):
+        raise fail(f"{where}: 'weight' must be 0 or 1.")
+
+
+def _check_tool_calls(calls: Any, where: str, fail: Fail) -> None:
+    if not isinstance(calls, list):
+        raise fail(f"{where}: 'tool_calls' must be a list.")
+    for number, call in enumerate(calls, start=1):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not _is_named_function(function):
+            raise fail(f"{where}, tool call {number}: expected an object whose 'function' has a 'name'.")
+        assert isinstance(function, dict)
+        arguments = function.get("arguments")
+        if arguments is not None and not isinstance(arguments, str | dict):
+            raise fail(f"{where}, tool call {number}: 'arguments' must be a JSON string.")
+
+
+def _check_tools(tools: Any, where: str, fail: Fail) -> list[dict[str, Any]] | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise fail(f"{where}: 'tools' must be a list.")
+    for number, tool in enumerate(tools, start=1):
+        if not isinstance(tool, dict) or ("function" in tool and not _is_named_function(tool["function"])):
+            raise fail(f"{where}, tool {number}: expected an object whose 'function' has a 'name'.")
+    return tools
+
+
+def _is_named_function(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("name"), str)
+
+
+def describe(value: Any) -> str:
+    """A value as an error message shows it: short text quoted and cut, anything else by its type."""
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if value is None:
+        return "(missing)"
+    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return f"({kinds.get(type(value), type(value).__name__)})"

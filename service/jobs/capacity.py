@@ -12,8 +12,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.data import load_examples
-from trainer.formatting import longest_example_tokens
 from trainer.memory import ModelShape, available_ram_bytes, largest_fitting_batch
 
 GIB = 2**30
@@ -71,27 +69,24 @@ class BatchSizeLimit:
 
 
 def memory_batch_limit(
-    model_path: Path, training_file: Path, method: str, max_seq_length: int, lora_rank: int, upper: int
+    model_path: Path, longest_example_tokens: int, lora_rank: int, upper: int
 ) -> BatchSizeLimit | None:
-    """The largest batch size up to `upper` whose training step, with the file's longest example,
-    fits the free memory by trainer/memory.py's estimate; None when `upper` fits or the model's
-    shape is unknown (no config.json to read)."""
+    """The largest batch size up to `upper` whose training step, with the file's longest example
+    (counted when the files were validated, see trainer/file_stats.py), fits the free memory by
+    trainer/memory.py's estimate; None when `upper` fits or the model's shape is unknown (no
+    config.json to read). Never reads the training file."""
     shape = ModelShape.read(model_path)
     if shape is None:
         return None
-    from transformers import AutoTokenizer  # here, not at import: the gateway starts without torch
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    longest = longest_example_tokens(tokenizer, load_examples(training_file, method), max_seq_length)
     free = free_memory_bytes()
     compute_bytes = 2 if gpu_visible() else 4  # bf16 on a GPU, fp32 on CPU
     batch_size = largest_fitting_batch(
-        shape, longest, free, upper, compute_bytes=compute_bytes, lora_rank=lora_rank
+        shape, longest_example_tokens, free, upper, compute_bytes=compute_bytes, lora_rank=lora_rank
     )
     if batch_size >= upper:
         return None
     reason = (
-        f"Batch size {batch_size} (not {upper}): the longest example has about {longest} tokens "
-        f"and {free / GIB:.1f} GiB is free for training"
+        f"Batch size {batch_size} (not {upper}): the longest example has about {longest_example_tokens} "
+        f"tokens and {free / GIB:.1f} GiB is free for training"
     )
     return BatchSizeLimit(batch_size, reason)

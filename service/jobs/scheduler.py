@@ -1,13 +1,18 @@
 """The job scheduler: validates new jobs, runs queued ones as trainer processes, records the outcome.
 
 One asyncio task in the gateway. It wakes when notified (a job was created) or every poll interval.
-Each running job has a watcher task reading the trainer's JSON-line events from its stdout.
+Each running job has a watcher task reading the trainer's JSON-line events from its stdout. Files
+are validated in child processes (service/jobs/validation.py); the gateway never parses one.
+
+No single job can stop a pass: whatever goes wrong while handling one job fails that job, and the
+pass goes on with the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import signal
@@ -17,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from service.adapters import AdapterLoadError
 from service.catalog import ModelCatalog
 from service.config import Settings
@@ -25,6 +32,7 @@ from service.errors import EngineUnavailable, NotFound
 from service.files import FileStore
 from service.jobs.capacity import BatchSizeLimit, memory_batch_limit, memory_shortfall
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.fairness import fair_order
 from service.jobs.hyperparameters import (
     DEFAULT_DPO_BETA,
     default_batch_size,
@@ -35,16 +43,19 @@ from service.jobs.naming import base_of, checkpoint_model_name
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.training_options import TrainingOptions, parse_training_options
+from service.jobs.validation import FileValidator
 from service.processes import child_process_options, signal_group
-from service.store import JobRow
+from service.store import FileRow, JobRow
 from trainer.checkpoints import latest_checkpoint
-from trainer.data import DataValidationError, load_examples
 from trainer.spec import TrainingSpec
+from trainer.token_cache import forget_file
 
 logger = logging.getLogger(__name__)
 
 # How long a trainer gets to stop after SIGTERM before it is killed.
 STOP_GRACE_S = 30.0
+# How often expired files are removed (they are also refused whenever read).
+PURGE_EXPIRED_FILES_EVERY_S = 60.0
 
 
 @dataclass
@@ -80,9 +91,13 @@ class JobScheduler:
         self._wake = asyncio.Event()
         self._runs: dict[str, TrainerRun] = {}
         self._told_to_wait: set[str] = set()  # queued jobs whose wait for memory was announced
+        self._last_start_by_org: dict[str, float] = {}  # when each organization last had a turn
         self._watchers: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.validator = FileValidator(settings, jobs, files, fleet, on_done=self.notify)
+        self._next_purge = 0.0
+        files.on_remove.append(self._forget_tokenized_data)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -96,6 +111,7 @@ class JobScheduler:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        await self.validator.stop()
         for run in list(self._runs.values()):
             run.terminate()
         if self._watchers:
@@ -139,37 +155,41 @@ class JobScheduler:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            try:
-                await self._validate_pending()
-                await self._start_queued()
-            except Exception:
-                logger.exception("Scheduler pass failed")
+            await self.run_pass()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler_poll_s)
 
-    # -- validating_files -> queued | failed -----------------------------------------------------
+    async def run_pass(self) -> None:
+        """One pass: start file checks, remove expired files, start queued jobs. Each step is
+        isolated, and within a step each job is (see _start_queued, validation.py)."""
+        steps = (self._validate_pending, self._purge_expired_files, self._start_queued)
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                logger.exception("Scheduler step %s failed", step.__name__)
 
     async def _validate_pending(self) -> None:
-        for job_id in self.jobs.ids_in_status(JobStatus.VALIDATING_FILES):
-            await asyncio.to_thread(self._validate, job_id)
+        self.validator.start_pending()
 
-    def _validate(self, job_id: str) -> None:
-        job = self.jobs.get(None, job_id)
-        try:
-            examples = load_examples(self.files.path_of(job.training_file), job.method_type, "training_file")
-            if job.validation_file:
-                load_examples(self.files.path_of(job.validation_file), job.method_type, "validation_file")
-        except DataValidationError as exc:
-            self._fail(job_id, exc.code, exc.message, exc.param, {JobStatus.VALIDATING_FILES})
+    # -- expired files ---------------------------------------------------------------------------
+
+    async def _purge_expired_files(self) -> None:
+        if time.monotonic() < self._next_purge:
             return
-        except OSError as exc:
-            message = f"The training file could not be read: {exc}"
-            self._fail(job_id, "invalid_training_file", message, None, {JobStatus.VALIDATING_FILES})
-            return
-        if self.jobs.transition(
-            job_id, JobStatus.QUEUED, {JobStatus.VALIDATING_FILES}, n_training_examples=len(examples)
-        ):
-            self.jobs.add_event(job_id, "Files validated, moving job to queued state")
+        self._next_purge = time.monotonic() + PURGE_EXPIRED_FILES_EVERY_S
+        removed = await asyncio.to_thread(self.files.purge_expired)
+        if removed:
+            logger.info("Removed %d expired file(s)", removed)
+
+    def token_cache_dir(self, org_id: str) -> Path:
+        """Each organization's own tokenized-data cache: a cache hit must not reveal that another
+        organization trained on the same data. Named by a digest: any organization name is safe."""
+        name = hashlib.sha256(org_id.encode()).hexdigest()[:24]
+        return self.settings.data_dir.resolve() / "cache" / "tokenized" / name
+
+    def _forget_tokenized_data(self, row: FileRow) -> None:
+        forget_file(self.token_cache_dir(row.organization_id), row.id)
 
     def _fail(
         self, job_id: str, code: str, message: str, param: str | None, only_from: set[JobStatus] | None = None
@@ -181,38 +201,48 @@ class JobScheduler:
     # -- queued -> running -----------------------------------------------------------------------
 
     async def _start_queued(self) -> None:
-        for job_id in self.jobs.ids_in_status(JobStatus.QUEUED):
+        # Round-robin across organizations (service/jobs/fairness.py), first in, first out within one.
+        queued = self.jobs.queued_jobs()
+        for job_id in fair_order(queued, self.jobs.running_by_org(), self._last_start_by_org):
             if len(self._runs) >= self.settings.max_concurrent_jobs:
                 return
             if job_id in self._runs:
                 continue  # resumed while its previous trainer is still saving: start once it exits
-            job = self.jobs.get(None, job_id)
-            init_adapter = self._adapter_to_continue(job)
-            if init_adapter is False:
-                continue
-            base_path = self.fleet.get(base_of(job.model_name)).model_path
-            shortfall = await asyncio.to_thread(memory_shortfall, base_path, self.settings.trainer_memory_gib)
-            if shortfall is not None:
-                if job_id not in self._told_to_wait:
-                    self._told_to_wait.add(job_id)
-                    self.jobs.add_event(job_id, shortfall, level="warn")
-                continue
-            self._told_to_wait.discard(job_id)
-            options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
-            limit = await self._batch_size_limit(job, base_path, options)
-            resolved = resolve_hyperparameters(
-                job.requested_hyperparameters,
-                job.n_training_examples or 0,
-                job.method_type,
-                batch_size_limit=limit.batch_size if limit else None,
-            )
-            if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
-                continue
-            self.jobs.add_event(job_id, "Fine-tuning job started")
-            if limit:
-                self.jobs.add_event(job_id, limit.reason)
-            job_dir = self.jobs_dir / job_id
-            job_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                await self._start(job_id)
+            except Exception:
+                logger.exception("Starting %s failed", job_id)
+                if job_id not in self._runs:
+                    message = "The server could not start this job."
+                    self._fail(job_id, "internal_error", message, None, {JobStatus.QUEUED, JobStatus.RUNNING})
+
+    async def _start(self, job_id: str) -> None:
+        job = self.jobs.get(None, job_id)
+        if not self._files_still_usable(job):
+            return
+        init_adapter = self._adapter_to_continue(job)
+        if init_adapter is False:
+            return
+        base_path = self.fleet.get(base_of(job.model_name)).model_path
+        shortfall = await asyncio.to_thread(memory_shortfall, base_path, self.settings.trainer_memory_gib)
+        if shortfall is not None:
+            if job_id not in self._told_to_wait:
+                self._told_to_wait.add(job_id)
+                self.jobs.add_event(job_id, shortfall, level="warn")
+            return
+        self._told_to_wait.discard(job_id)
+        options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
+        limit = await self._batch_size_limit(job, base_path, options)
+        resolved = resolve_hyperparameters(
+            job.requested_hyperparameters,
+            job.n_training_examples or 0,
+            job.method_type,
+            batch_size_limit=limit.batch_size if limit else None,
+        )
+        job_dir = self.jobs_dir / job_id
+        # Built before the job turns `running`: a spec that cannot be built fails the job instead
+        # of leaving it running with no trainer.
+        try:
             spec = TrainingSpec(
                 job_id=job_id,
                 base_model=str(base_path),
@@ -227,24 +257,45 @@ class JobScheduler:
                 beta=resolved.beta or DEFAULT_DPO_BETA,
                 init_adapter=init_adapter,
                 lora=options.lora,
-                token_cache_dir=self.settings.data_dir.resolve() / "cache" / "tokenized",
+                token_cache_dir=self.token_cache_dir(job.organization_id),
                 max_seq_length=options.max_seq_length,
             )
-            await self._spawn(job, spec, job_dir)
+        except ValidationError as exc:
+            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            message = f"The job's hyperparameters cannot be used for training ({reasons})."
+            self._fail(job_id, "invalid_hyperparameters", message, None, {JobStatus.QUEUED})
+            return
+        if not self.jobs.transition(job_id, JobStatus.RUNNING, hyperparameters=resolved.to_wire()):
+            return
+        self.jobs.add_event(job_id, "Fine-tuning job started")
+        self._last_start_by_org[job.organization_id] = time.monotonic()
+        if limit:
+            self.jobs.add_event(job_id, limit.reason)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        await self._spawn(job, spec, job_dir)
+
+    def _files_still_usable(self, job: JobRow) -> bool:
+        """Whether the job's files still exist (not deleted, not expired); else the job is failed."""
+        for file_id, param in (
+            (job.training_file, "training_file"),
+            (job.validation_file, "validation_file"),
+        ):
+            if file_id and not self.files.usable(job.organization_id, file_id):
+                message = f"The {param.replace('_', ' ')} {file_id} was deleted or has expired."
+                self._fail(job.id, f"invalid_{param}", message, param, {JobStatus.QUEUED})
+                return False
+        return True
 
     async def _batch_size_limit(
         self, job: JobRow, base_path: Path, options: TrainingOptions
     ) -> BatchSizeLimit | None:
-        """An "auto" batch size lowered to fit the free memory (capacity.py), or None."""
-        if not is_auto(job.requested_hyperparameters, "batch_size"):
+        """An "auto" batch size lowered to fit the free memory (capacity.py), or None. Uses the
+        longest example counted at validation: the training file is not read here."""
+        if not is_auto(job.requested_hyperparameters, "batch_size") or job.longest_example_tokens is None:
             return None
-        training_file = self.files.path_of(job.training_file)
         upper = default_batch_size(job.n_training_examples or 0)
-        args = (base_path, training_file, job.method_type, options.max_seq_length, options.lora.r, upper)
-        try:
-            return await asyncio.to_thread(memory_batch_limit, *args)
-        except (OSError, DataValidationError):
-            return None  # the file went away since validation: the trainer reports it
+        args = (base_path, job.longest_example_tokens, options.lora.r, upper)
+        return await asyncio.to_thread(memory_batch_limit, *args)
 
     def _adapter_to_continue(self, job: JobRow) -> Path | Literal[False] | None:
         """The adapter of the fine-tuned model a job continues from (None for a base model), or
@@ -352,14 +403,15 @@ class JobScheduler:
         elif outcome.get("event") == "error":
             self._fail(job.id, str(outcome["code"]), str(outcome["message"]), outcome.get("param"), running)
         else:
-            # Stopped on request (the job is paused or cancelled: nothing changes) or crashed.
-            self._fail(
-                job.id,
-                "training_failed",
-                f"The trainer exited unexpectedly (status {returncode}); see {job_dir / 'trainer.log'}.",
-                None,
-                running,
+            # Stopped on request (the job is paused or cancelled: nothing changes) or crashed. The
+            # log's path is for the operator, not in the job's error (no server paths to users).
+            logger.warning(
+                "Trainer of %s exited with %s; see %s", job.id, returncode, job_dir / "trainer.log"
             )
+            message = (
+                f"The trainer exited unexpectedly (status {returncode}); the server's logs have details."
+            )
+            self._fail(job.id, "training_failed", message, None, running)
 
     async def _succeed(self, job: JobRow, result: dict[str, Any]) -> None:
         name, adapter_dir = job.model_name, str(result["adapter_dir"])

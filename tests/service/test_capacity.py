@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,18 +9,6 @@ import pytest
 from service.jobs import capacity
 from service.jobs.hyperparameters import resolve_hyperparameters
 from trainer.memory import GIB, ModelShape, training_bytes
-
-
-def _training_file(tmp_path: Path, words: int) -> Path:
-    path = tmp_path / "train.jsonl"
-    example = {
-        "messages": [
-            {"role": "user", "content": "word " * words},
-            {"role": "assistant", "content": "ok"},
-        ]
-    }
-    path.write_text((json.dumps(example) + "\n") * 4000)
-    return path
 
 
 def test_auto_batch_size_is_lowered_to_the_memory_limit_and_an_explicit_one_is_kept() -> None:
@@ -33,22 +20,21 @@ def test_auto_batch_size_is_lowered_to_the_memory_limit_and_an_explicit_one_is_k
 def test_memory_batch_limit_uses_the_longest_example_and_the_free_memory(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = _training_file(tmp_path, words=400)
     shape = ModelShape.read(tiny_model)
     assert shape is not None
-    # Free memory (the hardware's) set to what a step of 1600 tokens needs: a few of these examples.
+    # Free memory (the hardware's) set to what a step of 1600 tokens needs: two 800-token examples.
     two = training_bytes(shape, 2 * 800, compute_bytes=4, checkpointing=True)
     monkeypatch.setattr(capacity, "free_memory_bytes", lambda: two)
     monkeypatch.setattr(capacity, "gpu_visible", lambda: False)
 
-    limit = capacity.memory_batch_limit(tiny_model, data, "supervised", 2048, 16, upper=8)
+    limit = capacity.memory_batch_limit(tiny_model, 800, 16, upper=8)
     assert limit is not None and 1 <= limit.batch_size < 8
     assert f"Batch size {limit.batch_size} (not 8)" in limit.reason and "GiB is free" in limit.reason
 
     monkeypatch.setattr(capacity, "free_memory_bytes", lambda: 100 * GIB)
-    assert capacity.memory_batch_limit(tiny_model, data, "supervised", 2048, 16, upper=8) is None
-    # A cap on the sequence length caps the longest example too.
+    assert capacity.memory_batch_limit(tiny_model, 800, 16, upper=8) is None
+    # Shorter examples (a lower max_seq_length at validation) fit more per batch.
     monkeypatch.setattr(capacity, "free_memory_bytes", lambda: two)
-    short = capacity.memory_batch_limit(tiny_model, data, "supervised", 64, 16, upper=8)
+    short = capacity.memory_batch_limit(tiny_model, 64, 16, upper=8)
     assert short is None or short.batch_size > limit.batch_size
-    assert capacity.memory_batch_limit(tmp_path / "no-model", data, "supervised", 2048, 16, upper=8) is None
+    assert capacity.memory_batch_limit(tmp_path / "no-model", 800, 16, upper=8) is None

@@ -1,0 +1,112 @@
+"""validating_files -> queued | failed: each job's files checked in a child process.
+
+Checks run as background tasks (a few at a time), so a slow or huge file delays no other job's
+start, and whatever goes wrong while handling one job fails that job only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from service.config import Settings
+from service.engine.fleet import EngineFleet
+from service.files import FileStore
+from service.jobs.file_check import FileCheckLimits, FileCheckRequest, check_files
+from service.jobs.naming import base_of
+from service.jobs.states import JobStatus
+from service.jobs.store import JobStore
+from service.jobs.training_options import parse_training_options
+from trainer.file_stats import FileProblem
+
+logger = logging.getLogger(__name__)
+
+# Children checking files at once: each may use a core and up to file_check_memory_gib.
+MAX_CONCURRENT_CHECKS = 2
+_VALIDATING = {JobStatus.VALIDATING_FILES}
+
+
+class FileValidator:
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: JobStore,
+        files: FileStore,
+        fleet: EngineFleet,
+        on_done: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.files = files
+        self.fleet = fleet
+        self.on_done = on_done  # wakes the scheduler: a job may have become queued
+        self._checks: dict[str, asyncio.Task[None]] = {}
+
+    def start_pending(self) -> None:
+        """Start checking jobs in `validating_files`, oldest first, up to the concurrency limit."""
+        for job_id in self.jobs.ids_in_status(JobStatus.VALIDATING_FILES):
+            if len(self._checks) >= MAX_CONCURRENT_CHECKS:
+                return
+            if job_id not in self._checks:
+                task = asyncio.create_task(self._validate_isolated(job_id), name=f"file-check-{job_id}")
+                self._checks[job_id] = task
+
+    async def stop(self) -> None:
+        for task in list(self._checks.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _validate_isolated(self, job_id: str) -> None:
+        try:
+            await self.validate(job_id)
+        except Exception:
+            logger.exception("Validating the files of %s failed", job_id)
+            self._fail(
+                job_id, FileProblem(code="internal_error", message="The server could not validate the files.")
+            )
+        finally:
+            self._checks.pop(job_id, None)
+            self.on_done()
+
+    async def validate(self, job_id: str) -> None:
+        job = self.jobs.get(None, job_id)
+        for file_id, param in (
+            (job.training_file, "training_file"),
+            (job.validation_file, "validation_file"),
+        ):
+            if file_id and not self.files.usable(job.organization_id, file_id):
+                message = f"The {param.replace('_', ' ')} {file_id} was deleted or has expired."
+                self._fail(job_id, FileProblem(code=f"invalid_{param}", message=message, param=param))
+                return
+        options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
+        request = FileCheckRequest(
+            training_file=self.files.path_of(job.training_file),
+            validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
+            method=job.method_type,
+            tokenizer_dir=self.fleet.get(base_of(job.model_name)).model_path,
+            max_seq_length=options.max_seq_length,
+        )
+        limits = FileCheckLimits(
+            memory_bytes=int(self.settings.file_check_memory_gib * 2**30),
+            timeout_s=self.settings.file_check_timeout_s,
+        )
+        result = await check_files(request, limits)
+        if result.problem is not None:
+            self._fail(job_id, result.problem)
+            return
+        assert result.stats is not None
+        if self.jobs.transition(
+            job_id,
+            JobStatus.QUEUED,
+            _VALIDATING,
+            n_training_examples=result.stats.n_training_examples,
+            longest_example_tokens=result.stats.longest_example_tokens,
+        ):
+            self.jobs.add_event(job_id, "Files validated, moving job to queued state")
+
+    def _fail(self, job_id: str, problem: FileProblem) -> None:
+        if self.jobs.transition(job_id, JobStatus.FAILED, _VALIDATING, error=problem.model_dump()):
+            self.jobs.add_event(job_id, problem.message, level="error")
