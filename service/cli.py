@@ -139,4 +139,11 @@ def main(argv: list[str] | None = None) -> None:
 
     from service.app import create_app
 
-    uvicorn.run(create_app(settings, paths), host=settings.host, port=settings.port, log_level="info")
+    # Open streams get 10 s to finish on shutdown: then trainers and engines are stopped (app.py).
+    uvicorn.run(
+        create_app(settings, paths),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )

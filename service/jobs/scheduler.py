@@ -202,7 +202,7 @@ class JobScheduler:
 
     async def _start_queued(self) -> None:
         # Round-robin across organizations (service/jobs/fairness.py), first in, first out within one.
-        queued = self.jobs.queued_jobs()
+        queued = self.jobs.waiting_jobs(JobStatus.QUEUED)
         for job_id in fair_order(queued, self.jobs.running_by_org(), self._last_start_by_org):
             if len(self._runs) >= self.settings.max_concurrent_jobs:
                 return

@@ -57,11 +57,11 @@ class JobStore:
             query = select(func.count()).where(JobRow.organization_id == org_id, JobRow.status.in_(active))
             return int(session.scalar(query) or 0)
 
-    def queued_jobs(self) -> list[QueuedJob]:
-        """Every queued job with its organization, for fair_order (service/jobs/fairness.py)."""
+    def waiting_jobs(self, status: JobStatus) -> list[QueuedJob]:
+        """Every job in `status` with its organization, for fair_order (service/jobs/fairness.py)."""
         with self.db.session() as session:
             query = select(JobRow.id, JobRow.organization_id, JobRow.created_at).where(
-                JobRow.status == JobStatus.QUEUED.value
+                JobRow.status == status.value
             )
             return [QueuedJob(job_id, org, created) for job_id, org, created in session.execute(query)]
 

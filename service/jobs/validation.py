@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from service.config import Settings
 from service.engine.fleet import EngineFleet
 from service.files import FileStore
+from service.jobs.fairness import fair_order
 from service.jobs.file_check import FileCheckLimits, FileCheckRequest, check_files
 from service.jobs.naming import base_of
 from service.jobs.states import JobStatus
@@ -45,8 +47,12 @@ class FileValidator:
         self._checks: dict[str, asyncio.Task[None]] = {}
 
     def start_pending(self) -> None:
-        """Start checking jobs in `validating_files`, oldest first, up to the concurrency limit."""
-        for job_id in self.jobs.ids_in_status(JobStatus.VALIDATING_FILES):
+        """Start checking jobs in `validating_files`, up to the concurrency limit, in turn across
+        organizations (one organization's many slow files must not hold up another's)."""
+        pending = self.jobs.waiting_jobs(JobStatus.VALIDATING_FILES)
+        org_of = {job.job_id: job.organization_id for job in pending}
+        checking = Counter(org_of.get(job_id) for job_id in self._checks)
+        for job_id in fair_order(pending, {org: n for org, n in checking.items() if org}):
             if len(self._checks) >= MAX_CONCURRENT_CHECKS:
                 return
             if job_id not in self._checks:
