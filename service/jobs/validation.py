@@ -21,7 +21,7 @@ from service.jobs.naming import base_of
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.training_options import parse_training_options
-from trainer.file_stats import FileProblem
+from trainer.file_stats import FileProblem, InspectionResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,27 @@ class FileValidator:
             await self.validate(job_id)
         except Exception:
             logger.exception("Validating the files of %s failed", job_id)
-            self._fail(
-                job_id, FileProblem(code="internal_error", message="The server could not validate the files.")
-            )
+            problem = FileProblem(code="internal_error", message="The server could not validate the files.")
+            await asyncio.to_thread(self._fail, job_id, problem)
         finally:
             self._checks.pop(job_id, None)
             self.on_done()
 
     async def validate(self, job_id: str) -> None:
+        # Database work in worker threads: a write waiting on SQLite's lock must not stall the event
+        # loop, which serves every organization's requests.
+        request = await asyncio.to_thread(self._check_request, job_id)
+        if request is None:
+            return
+        limits = FileCheckLimits(
+            memory_bytes=int(self.settings.file_check_memory_gib * 2**30),
+            timeout_s=self.settings.file_check_timeout_s,
+        )
+        result = await check_files(request, limits)
+        await asyncio.to_thread(self._record, job_id, result)
+
+    def _check_request(self, job_id: str) -> FileCheckRequest | None:
+        """What the child checks, or None when a file is gone (the job is failed)."""
         job = self.jobs.get(None, job_id)
         for file_id, param in (
             (job.training_file, "training_file"),
@@ -86,20 +99,17 @@ class FileValidator:
             if file_id and not self.files.usable(job.organization_id, file_id):
                 message = f"The {param.replace('_', ' ')} {file_id} was deleted or has expired."
                 self._fail(job_id, FileProblem(code=f"invalid_{param}", message=message, param=param))
-                return
+                return None
         options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
-        request = FileCheckRequest(
+        return FileCheckRequest(
             training_file=self.files.path_of(job.training_file),
             validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
             method=job.method_type,
             tokenizer_dir=self.fleet.get(base_of(job.model_name)).model_path,
             max_seq_length=options.max_seq_length,
         )
-        limits = FileCheckLimits(
-            memory_bytes=int(self.settings.file_check_memory_gib * 2**30),
-            timeout_s=self.settings.file_check_timeout_s,
-        )
-        result = await check_files(request, limits)
+
+    def _record(self, job_id: str, result: InspectionResult) -> None:
         if result.problem is not None:
             self._fail(job_id, result.problem)
             return
