@@ -111,10 +111,14 @@ def _running_requests(server: Server) -> float:
 
 
 def test_client_disconnect_frees_the_engine_slot(client: OpenAI, server: Server) -> None:
+    # 8 choices of 900 tokens: the engine cannot finish them in the moments the test takes, however
+    # slowly the first chunks arrive (on a loaded machine they can come after most of a single
+    # choice was generated), so only the client leaving can free the engine.
     stream = client.chat.completions.create(
         model=BASE_MODEL,
         messages=[{"role": "user", "content": "Write a long story."}],
         max_tokens=900,
+        n=8,
         stream=True,
         extra_body={"ignore_eos": True},
     )
