@@ -125,7 +125,11 @@ def test_client_disconnect_frees_the_engine_slot(client: OpenAI, server: Server)
     for i, _ in enumerate(stream):
         if i == 3:
             break
-    assert _running_requests(server) >= 1
+    # vLLM updates its gauges a moment after a request starts: wait for it to count this one.
+    deadline = time.monotonic() + 15
+    while _running_requests(server) < 1:
+        assert time.monotonic() < deadline, "the engine never counted the request as running"
+        time.sleep(0.2)
     stream.close()
     deadline = time.monotonic() + 15
     while _running_requests(server) > 0:
