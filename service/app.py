@@ -1,11 +1,12 @@
-"""The FastAPI application and its lifespan: database, engine, adapter registry, scheduler."""
+"""The FastAPI application and its lifespan: database, engines (with their adapter registries),
+job scheduler."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -24,6 +25,8 @@ from service.errors import install_error_handlers
 from service.files import FileStore, StorageQuota
 from service.ids import random_token
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.local_executor import LocalProcessExecutor
+from service.jobs.model_records import JobModelRecords
 from service.jobs.quotas import JobLimits
 from service.jobs.scheduler import JobScheduler
 from service.jobs.service import FineTuningService
@@ -40,42 +43,11 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        data_dir = settings.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        db = open_database(settings)
-        configs = configured_base_models(settings)
-        paths = model_paths or {c.name: resolve_model_path(c.model) for c in configs}
-        fleet = await start_fleet(settings, configs, paths, data_dir / "logs")
-
-        files = FileStore(db, data_dir / "files", quota=StorageQuota.from_settings(settings))
-        jobs = JobStore(db)
-        checkpoints = CheckpointStore(db)
-        catalog = ModelCatalog(db, jobs, checkpoints, fleet, started_at=int(time.time()))
-        scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet)
-        app.state.components = Components(
-            keys=KeyRing(settings, db),
-            files=files,
-            jobs=jobs,
-            checkpoints=checkpoints,
-            fine_tuning=FineTuningService(
-                jobs,
-                files,
-                catalog,
-                scheduler,
-                settings.engine_max_lora_rank,
-                limits=JobLimits.from_settings(settings),
-            ),
-            catalog=catalog,
-            fleet=fleet,
-            chat_limits=ChatLimits(ChatCaps.from_settings(settings)),
-        )
-        await scheduler.start()
-        try:
+        # Whatever start-up acquired is released in reverse order, after serving or when a later
+        # step fails: a failed start leaves no open database, running engine or trainer behind.
+        async with AsyncExitStack() as started:
+            app.state.components = await _start(settings, model_paths, started)
             yield
-        finally:
-            await scheduler.stop()
-            await fleet.stop()
-            db.close()
 
     app = FastAPI(title="opentune", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
@@ -91,6 +63,51 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
     app.add_middleware(RequestIdMiddleware)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _start(
+    settings: Settings, model_paths: dict[str, Path] | None, started: AsyncExitStack
+) -> Components:
+    """Open the database, start the engines and the job scheduler; each registers its release on
+    `started` as soon as it succeeds."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings)
+    started.callback(db.close)
+    configs = configured_base_models(settings)
+    paths = model_paths or {c.name: resolve_model_path(c.model) for c in configs}
+    fleet = await start_fleet(settings, configs, paths, data_dir / "logs")
+    started.push_async_callback(fleet.stop)
+    files = FileStore(db, data_dir / "files", quota=StorageQuota.from_settings(settings))
+    jobs = JobStore(db)
+    checkpoints = CheckpointStore(db)
+
+    # Fine-tuning: the model catalog, the job scheduler and the service the API calls.
+    catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=int(time.time()))
+    executor = LocalProcessExecutor(data_dir / "jobs")
+    scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor)
+    fine_tuning = FineTuningService(
+        jobs,
+        files,
+        catalog,
+        scheduler,
+        settings.engine_max_lora_rank,
+        limits=JobLimits.from_settings(settings),
+    )
+
+    components = Components(
+        keys=KeyRing(settings, db),
+        files=files,
+        jobs=jobs,
+        checkpoints=checkpoints,
+        fine_tuning=fine_tuning,
+        catalog=catalog,
+        fleet=fleet,
+        chat_limits=ChatLimits(ChatCaps.from_settings(settings)),
+    )
+    await scheduler.start()
+    started.push_async_callback(scheduler.stop)
+    return components
 
 
 def _components(app: FastAPI) -> Components:

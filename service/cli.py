@@ -15,7 +15,8 @@ from typing import Any, NoReturn
 import uvicorn
 
 from service.config import DEFAULT_MODEL, Settings
-from service.engine.model_source import ModelUnavailable, resolve_model_path
+from service.engine.model_source import resolve_model_path
+from service.errors import ModelUnavailable
 
 logger = logging.getLogger("opentune")
 

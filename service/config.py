@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # would not fit in the free memory waits in `queued` (see service/jobs/capacity.py).
     trainer_memory_gib: float | None = None
     scheduler_poll_s: float = 1.0
+    # A trainer that dies without reporting (killed, crashed, its node lost) is started again from
+    # its latest checkpoint this many times before the job fails (as a Kubernetes Job's backoffLimit).
+    trainer_max_retries: int = Field(default=2, ge=0)
+    # How long a trainer asked to stop (pause, cancel, shutdown) gets to save a checkpoint and exit.
+    trainer_stop_grace_s: float = Field(default=30.0, gt=0)
     # Untrusted training files (issue 9): validated in a child process (trainer/inspect_files.py)
     # with this address-space limit, killed after this many seconds; either failure fails that job.
     file_check_memory_gib: float = 4.0

@@ -1,13 +1,19 @@
-"""Domain errors, and the one place they become OpenAI's error envelope.
+"""The service's errors, and the one place they become OpenAI's error envelope.
 
-Handlers and domain code raise these; `install_error_handlers` turns them (and FastAPI's request
-validation errors, and anything unexpected) into `{"error": {"message", "type", "param", "code"}}`.
-Business-rule conflicts are 400, never 409: the openai SDK retries 409.
+Every error raised on purpose is a `ServiceError`. Two kinds:
+- `OpenAIError` and its subclasses say how the client is answered (status, type, code, headers):
+  handlers raise them for what the caller asked wrong (400, 404, 429...).
+- Domain errors (engine, adapters, start-up) say what went wrong and carry no HTTP status: the
+  engine and start-up code raise them, and `openai_error_for` is where they get one.
+`install_error_handlers` turns both (and FastAPI's request validation errors, and anything
+unexpected) into `{"error": {"message", "type", "param", "code"}}`. Business-rule conflicts are 400,
+never 409: the openai SDK retries 409.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -20,7 +26,42 @@ from service.protocol.errors import ErrorBody, ErrorResponse
 logger = logging.getLogger(__name__)
 
 
-class OpenAIError(Exception):
+class ServiceError(Exception):
+    """An error the service raises on purpose (anything else is a bug: a 500, logged)."""
+
+
+# Domain errors: what went wrong, for logs and for the code that handles them. The messages may
+# name server paths and engine URLs, so clients never see them (see `openai_error_for`).
+class EngineUnreachable(ServiceError):
+    """The engine cannot be reached, or is restarting: worth retrying shortly."""
+
+
+class EngineRejected(ServiceError):
+    """The engine answered an administrative request (load or unload an adapter) with an error."""
+
+    def __init__(self, status_code: int, body: dict[str, Any]) -> None:
+        self.status_code = status_code
+        self.body = body
+        super().__init__(f"engine answered {status_code}: {body}")
+
+
+class AdapterLoadError(ServiceError):
+    """The engine refused to load an adapter; the message says why."""
+
+
+class ModelUnavailable(ServiceError):
+    """A base model's files cannot be found or fetched (a one-line reason, for the operator)."""
+
+
+class EngineStartError(ServiceError):
+    """An engine did not start (or, given by URL, does not answer as it should)."""
+
+
+class EngineNotReachable(EngineStartError):
+    """An engine given by URL is not healthy, or refuses our key, at start-up."""
+
+
+class OpenAIError(ServiceError):
     status_code = 400
     type = "invalid_request_error"
     code: str | None = None
@@ -64,6 +105,13 @@ class RequestTooLarge(OpenAIError):
     code = "request_too_large"
 
 
+class ServerError(OpenAIError):
+    """Something failed that the client can do nothing about (details are in the server's log)."""
+
+    status_code = 500
+    type = "server_error"
+
+
 class EngineUnavailable(OpenAIError):
     """The engine is starting or restarting: a 503 the SDK retries after `retry-after` seconds."""
 
@@ -92,6 +140,30 @@ class QuotaExceeded(OpenAIError):
     headers: ClassVar[dict[str, str]] = {"x-should-retry": "false"}
 
 
+# What clients are told for each domain error. An engine that is away or could not load an adapter
+# is worth retrying: 503 with retry-after, which the SDK retries.
+_ANSWERS: dict[type[ServiceError], Callable[[ServiceError], OpenAIError]] = {
+    EngineUnreachable: lambda _: EngineUnavailable(
+        "The model engine is unavailable (starting or restarting); retry shortly."
+    ),
+    AdapterLoadError: lambda _: EngineUnavailable(
+        "The model engine could not load this model's adapter; retry shortly."
+    ),
+}
+
+
+def openai_error_for(exc: ServiceError) -> OpenAIError:
+    """The answer a client gets for `exc`: itself if it is one, else its entry in `_ANSWERS`
+    (the first matching class in its MRO), else a 500 that reveals nothing."""
+    if isinstance(exc, OpenAIError):
+        return exc
+    for kind in type(exc).__mro__:
+        answer = _ANSWERS.get(kind)
+        if answer is not None:
+            return answer(exc)
+    return ServerError("The server had an error processing your request.")
+
+
 def error_response(
     status_code: int, message: str, type_: str, param: str | None = None, code: str | None = None
 ) -> JSONResponse:
@@ -104,9 +176,16 @@ def _param_from_location(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-async def _openai_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, OpenAIError)
-    return exc.to_response()
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    answer = openai_error_for(exc)
+    if answer is not exc:
+        # A domain error's own message (which may name paths) goes to the log only.
+        if isinstance(answer, ServerError):
+            logger.error("Unexpected %s", type(exc).__name__, exc_info=exc)
+        else:
+            logger.warning("%s: %s", type(exc).__name__, exc)
+    return answer.to_response()
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -134,7 +213,7 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OpenAIError, _openai_error)
+    app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

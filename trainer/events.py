@@ -1,60 +1,131 @@
-"""The trainer's output protocol: one JSON object per line.
+"""The trainer's output protocol: one JSON object per line, typed on both ends.
 
-Kinds: `message` (level, message), `metrics` (step, total_steps, train_loss, ...), `checkpoint`
-(step, path, epoch_end, metrics, kept_epoch_steps), `error` (code, message, param), `result`
-(adapter_dir, metrics_csv, trained_tokens), `stopped` (step, checkpoint). The gateway turns them
-into job events and state changes; a human running the trainer by hand can read them too.
+The trainer writes these models (EventWriter); the gateway reads them back with `parse_event`
+(service/jobs/supervision.py). Kinds: `message`, `metrics`, `checkpoint`, `error` (a failure the
+trainer understood: bad data, out of memory; not retried), `result` (the adapter is written),
+`stopped` (asked to stop; where it can continue from). A human running the trainer by hand can
+read them too.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, TextIO
+import logging
+from typing import Annotated, Literal, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class MessageEvent(_Event):
+    event: Literal["message"] = "message"
+    level: Literal["info", "warn", "error"] = "info"
+    message: str
+
+
+class MetricsEvent(_Event):
+    """One optimizer step; validation values only at the steps where validation ran."""
+
+    event: Literal["metrics"] = "metrics"
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    train_loss: float
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+
+
+class CheckpointEvent(_Event):
+    event: Literal["checkpoint"] = "checkpoint"
+    step: int = Field(ge=0)
+    path: str
+    epoch_end: bool  # epoch checkpoints become `ft:...:ckpt-step-N` models; others are resume points
+    metrics: dict[str, float | int | None]
+    kept_epoch_steps: list[int]  # the epoch checkpoints still on disk (older ones were pruned)
+
+
+class ErrorEvent(_Event):
+    event: Literal["error"] = "error"
+    code: str
+    message: str
+    param: str | None = None
+
+
+class ResultEvent(_Event):
+    event: Literal["result"] = "result"
+    adapter_dir: str
+    metrics_csv: str
+    trained_tokens: int = Field(ge=0)
+    train_runtime_s: float | None = None
+    peak_memory_bytes: int | None = None
+
+
+class StoppedEvent(_Event):
+    event: Literal["stopped"] = "stopped"
+    step: int = Field(ge=0)
+    checkpoint: str | None  # where a later run continues from; None: from the start
+
+
+TrainerEvent = Annotated[
+    MessageEvent | MetricsEvent | CheckpointEvent | ErrorEvent | ResultEvent | StoppedEvent,
+    Field(discriminator="event"),
+]
+_EVENT = TypeAdapter[TrainerEvent](TrainerEvent)
+
+
+def parse_event(line: bytes | str) -> TrainerEvent | None:
+    """One line of a trainer's output as an event; None (logged) for anything else, so that a stray
+    print or a newer trainer's unknown kind never stops the reader."""
+    try:
+        return _EVENT.validate_json(line)
+    except ValidationError as exc:
+        logger.debug("Not a trainer event (%s): %r", exc.errors()[0]["msg"], line[:200])
+        return None
 
 
 class EventWriter:
     def __init__(self, stream: TextIO) -> None:
         self._stream: TextIO | None = stream
 
-    def emit(self, kind: str, **fields: Any) -> None:
+    def emit(self, event: TrainerEvent) -> None:
         if self._stream is None:
             return
         try:
-            self._stream.write(json.dumps({"event": kind, **fields}) + "\n")
+            self._stream.write(event.model_dump_json() + "\n")
             self._stream.flush()
         except (BrokenPipeError, ValueError):
             # The reader (the gateway) is gone: keep training and checkpointing; nobody listens.
             self._stream = None
 
-    def message(self, message: str, level: str = "info") -> None:
-        self.emit("message", level=level, message=message)
+    def message(self, message: str, level: Literal["info", "warn", "error"] = "info") -> None:
+        self.emit(MessageEvent(level=level, message=message))
 
-    def metrics(self, **values: Any) -> None:
-        self.emit("metrics", **values)
+    def metrics(self, event: MetricsEvent) -> None:
+        self.emit(event)
 
     def error(self, code: str, message: str, param: str | None = None) -> None:
-        self.emit("error", code=code, message=message, param=param)
+        self.emit(ErrorEvent(code=code, message=message, param=param))
 
     def checkpoint(
-        self, step: int, path: str, epoch_end: bool, metrics: dict[str, Any], kept_epoch_steps: list[int]
+        self,
+        step: int,
+        path: str,
+        epoch_end: bool,
+        metrics: dict[str, float | int | None],
+        kept_epoch_steps: list[int],
     ) -> None:
         self.emit(
-            "checkpoint",
-            step=step,
-            path=path,
-            epoch_end=epoch_end,
-            metrics=metrics,
-            kept_epoch_steps=kept_epoch_steps,
+            CheckpointEvent(
+                step=step, path=path, epoch_end=epoch_end, metrics=metrics, kept_epoch_steps=kept_epoch_steps
+            )
         )
 
-    def result(self, adapter_dir: str, metrics_csv: str, trained_tokens: int, **measurements: Any) -> None:
-        self.emit(
-            "result",
-            adapter_dir=adapter_dir,
-            metrics_csv=metrics_csv,
-            trained_tokens=trained_tokens,
-            **measurements,
-        )
+    def result(self, event: ResultEvent) -> None:
+        self.emit(event)
 
     def stopped(self, step: int, checkpoint: str | None) -> None:
-        self.emit("stopped", step=step, checkpoint=checkpoint)
+        self.emit(StoppedEvent(step=step, checkpoint=checkpoint))

@@ -13,7 +13,7 @@ from peft import PeftModel, prepare_model_for_kbit_training
 from transformers import AutoTokenizer, set_seed
 
 from trainer.checkpoints import checkpoint_step, latest_checkpoint
-from trainer.events import EventWriter
+from trainer.events import EventWriter, ResultEvent
 from trainer.memory import GIB, ModelShape, free_memory_bytes, training_bytes
 from trainer.model import ModelLoadError, compute_dtype, load_base_model, lora_config
 from trainer.progress import MetricsTable, ProgressCallback
@@ -141,11 +141,13 @@ class Run:
             )
         self._check_adapter(trainer.model, prompts)
         self.events.result(
-            adapter_dir=str(adapter_dir),
-            metrics_csv=str(self.spec.metrics_csv),
-            trained_tokens=trained_tokens,
-            train_runtime_s=runtime_s,
-            peak_memory_bytes=peak,
+            ResultEvent(
+                adapter_dir=str(adapter_dir),
+                metrics_csv=str(self.spec.metrics_csv),
+                trained_tokens=trained_tokens,
+                train_runtime_s=runtime_s,
+                peak_memory_bytes=peak,
+            )
         )
 
     def _check_adapter(self, model: Any, prompts: list[list[dict[str, Any]]]) -> None:

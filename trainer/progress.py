@@ -10,7 +10,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from trainer.checkpoints import checkpoint_steps
-from trainer.events import EventWriter
+from trainer.events import EventWriter, MetricsEvent
 from trainer.stopping import StopRequest
 
 CSV_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
@@ -72,7 +72,7 @@ class ProgressCallback(TrainerCallback):
 
     def _flush(self) -> None:
         if self._pending is not None:
-            self.events.metrics(**self._pending)
+            self.events.metrics(MetricsEvent(**self._pending))
             self._pending = None
 
     def _pending_for(self, state: Any) -> dict[str, Any]:

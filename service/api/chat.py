@@ -1,19 +1,14 @@
-"""Chat and text completions: resolved to an engine model (loading its adapter if needed), forwarded
-within the caller's organization's limits (service/engine/limits.py)."""
+"""Chat and text completions: the body read as a JSON object, then served by
+service/engine/serving.py (model, engine, the organization's limits, adapter)."""
 
-import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.adapters import AdapterLoadError
-from service.catalog import ServedModel
 from service.deps import ComponentsDep, PrincipalDep
-from service.engine.fleet import ServedBase
-from service.engine.proxy import forward
-from service.errors import EngineUnavailable, InvalidRequest
+from service.engine.serving import complete
+from service.errors import InvalidRequest
 
 router = APIRouter(tags=["chat"])
 
@@ -31,37 +26,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 async def _complete(request: Request, c: ComponentsDep, org_id: str, path: str) -> Response:
-    limits = c.chat_limits
     body = await _json_object(request)
-    limits.check_request(body)
-    body["cache_salt"] = limits.cache_salt(org_id)
-    model = await asyncio.to_thread(c.catalog.resolve, org_id, body["model"])
-    base = c.fleet.get(model.base)
-    if not base.client.available:
-        raise EngineUnavailable("The model engine is restarting; retry shortly.")
-    slot = limits.enter(org_id)
-    try:
-        release_adapter = await _use_adapter(base, model)
-    except BaseException:
-        slot.release()
-        raise
-
-    def done() -> None:
-        release_adapter()
-        slot.release()
-
-    return await forward(base.client, path, body, on_done=done)
-
-
-async def _use_adapter(base: ServedBase, model: ServedModel) -> Callable[[], None]:
-    """Loads the model's adapter if it has one (held while the request runs); what releases it."""
-    if not model.adapter_path:
-        return lambda: None
-    try:
-        await base.adapters.acquire(model.name, model.adapter_path)
-    except AdapterLoadError as exc:
-        raise EngineUnavailable(str(exc)) from exc
-    return lambda: base.adapters.release(model.name)
+    return await complete(c.catalog, c.fleet, c.chat_limits, org_id, path, body)
 
 
 @router.post("/chat/completions")

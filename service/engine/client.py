@@ -6,22 +6,13 @@ from typing import Any
 
 import httpx
 
-from service.errors import EngineUnavailable
-
-
-class EngineError(Exception):
-    """The engine answered with an error."""
-
-    def __init__(self, status_code: int, body: dict[str, Any]) -> None:
-        self.status_code = status_code
-        self.body = body
-        super().__init__(f"engine answered {status_code}: {body}")
+from service.errors import EngineRejected, EngineUnreachable
 
 
 class EngineClient:
     def __init__(self, base_url: str, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        # False while a managed engine restarts: requests get 503 with retry-after meanwhile.
+        # False while a managed engine restarts: requests fail with EngineUnreachable meanwhile.
         self.available = True
         # No read timeout: generations and streams last as long as they last; the client may cancel.
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5.0))
@@ -63,9 +54,9 @@ class EngineClient:
         try:
             response = await self.http.post(path, json=payload, timeout=120.0)
         except httpx.HTTPError as exc:
-            raise EngineUnavailable(f"The model engine is not reachable: {exc}") from exc
+            raise EngineUnreachable(f"the engine at {self.base_url} is not reachable: {exc!r}") from exc
         if response.status_code != 200:
-            raise EngineError(response.status_code, _json_or_text(response))
+            raise EngineRejected(response.status_code, _json_or_text(response))
 
     async def send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
         """Send a request; with stream=True the caller must close the response."""
@@ -73,7 +64,7 @@ class EngineClient:
         try:
             return await self.http.send(request, stream=stream)
         except httpx.HTTPError as exc:
-            raise EngineUnavailable(f"The model engine is not reachable: {exc}") from exc
+            raise EngineUnreachable(f"the engine at {self.base_url} is not reachable: {exc!r}") from exc
 
 
 def _json_or_text(response: httpx.Response) -> dict[str, Any]:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr
 
-from service.adapters import AdapterRegistry
 from service.config import Settings
+from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.process import ManagedEngine
+from service.errors import EngineNotReachable
 
 
 class BaseModelConfig(BaseModel):
@@ -62,10 +64,6 @@ def configured_base_models(settings: Settings) -> list[BaseModelConfig]:
     ]
 
 
-class EngineNotReachable(Exception):
-    pass
-
-
 @dataclass
 class ServedBase:
     """One base model: where its weights are, and the engine that serves it and its adapters."""
@@ -89,7 +87,7 @@ class EngineFleet:
     def get(self, name: str) -> ServedBase:
         return self._bases[name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ServedBase]:
         return iter(self._bases.values())
 
     async def all_healthy(self) -> bool:
@@ -97,43 +95,80 @@ class EngineFleet:
         return all(checks)
 
     async def stop(self) -> None:
-        for base in self:
-            if base.supervisor:
-                base.supervisor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await base.supervisor
-            await base.client.close()
-            if base.managed:
-                await base.managed.stop()
+        """Stop every engine; one that fails to stop does not keep the others running."""
+        async with contextlib.AsyncExitStack() as stack:
+            for base in self:
+                stack.push_async_callback(_stop_base, base)
+
+
+async def _stop_base(base: ServedBase) -> None:
+    if base.supervisor:
+        base.supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await base.supervisor
+    await base.client.close()
+    if base.managed:
+        await base.managed.stop()
 
 
 async def start_fleet(
     settings: Settings, configs: list[BaseModelConfig], paths: dict[str, Path], logs_dir: Path
 ) -> EngineFleet:
-    """Start (or connect to) every base model's engine, concurrently; supervise the managed ones."""
+    """Start (or connect to) every base model's engine, concurrently; supervise the managed ones.
+
+    All or nothing: when one fails, those still starting are cancelled and those started are
+    stopped before its error is raised, so no engine outlives a failed start-up."""
 
     async def start(index: int, config: BaseModelConfig) -> ServedBase:
         if config.engine_url:
-            key = config.engine_api_key.get_secret_value() if config.engine_api_key else None
-            client = EngineClient(config.engine_url, key)
-            if not await client.is_healthy():
-                raise EngineNotReachable(f"no healthy vLLM engine at {config.engine_url} for {config.name}")
-            if not await client.accepts_key():
-                raise EngineNotReachable(
-                    f"the vLLM engine at {config.engine_url} for {config.name} refused our key (401): "
-                    "set OPENTUNE_ENGINE_API_KEY (or engine_api_key in the models file) to its --api-key"
-                )
-            return ServedBase(
-                config.name, paths[config.name], client, AdapterRegistry(client, settings.engine_max_adapters)
-            )
+            return await _connect(settings, config, paths[config.name])
         log = logs_dir / ("engine.log" if len(configs) == 1 else f"engine-{index}.log")
         port = settings.engine_port if len(configs) == 1 else None
-        managed = ManagedEngine(settings, paths[config.name], log, served_name=config.name, port=port)
-        client = EngineClient(managed.url)
-        await managed.start(client)
-        adapters = AdapterRegistry(client, settings.engine_max_adapters)
-        base = ServedBase(config.name, paths[config.name], client, adapters, managed)
-        base.supervisor = asyncio.create_task(managed.supervise(client, adapters.forget_all))
-        return base
+        return await _start_managed(settings, config, paths[config.name], log, port)
 
-    return EngineFleet(list(await asyncio.gather(*(start(i, c) for i, c in enumerate(configs)))))
+    tasks = [asyncio.create_task(start(i, c)) for i, c in enumerate(configs)]
+    try:
+        return EngineFleet(list(await asyncio.gather(*tasks)))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        await EngineFleet([o for o in outcomes if isinstance(o, ServedBase)]).stop()
+        raise
+
+
+async def _connect(settings: Settings, config: BaseModelConfig, model_path: Path) -> ServedBase:
+    """An engine already running at `config.engine_url`, checked to answer and to take our key."""
+    assert config.engine_url
+    key = config.engine_api_key.get_secret_value() if config.engine_api_key else None
+    client = EngineClient(config.engine_url, key)
+    try:
+        if not await client.is_healthy():
+            raise EngineNotReachable(f"no healthy vLLM engine at {config.engine_url} for {config.name}")
+        if not await client.accepts_key():
+            raise EngineNotReachable(
+                f"the vLLM engine at {config.engine_url} for {config.name} refused our key (401): "
+                "set OPENTUNE_ENGINE_API_KEY (or engine_api_key in the models file) to its --api-key"
+            )
+    except BaseException:
+        await client.close()
+        raise
+    return ServedBase(config.name, model_path, client, AdapterRegistry(client, settings.engine_max_adapters))
+
+
+async def _start_managed(
+    settings: Settings, config: BaseModelConfig, model_path: Path, log: Path, port: int | None
+) -> ServedBase:
+    """A vLLM process of our own, supervised; stopped again if its start fails or is cancelled."""
+    managed = ManagedEngine(settings, model_path, log, served_name=config.name, port=port)
+    client = EngineClient(managed.url)
+    try:
+        await managed.start(client)
+    except BaseException:
+        await managed.stop()
+        await client.close()
+        raise
+    adapters = AdapterRegistry(client, settings.engine_max_adapters)
+    base = ServedBase(config.name, model_path, client, adapters, managed)
+    base.supervisor = asyncio.create_task(managed.supervise(client, adapters.forget_all))
+    return base

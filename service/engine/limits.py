@@ -6,7 +6,7 @@
   the engine, which bounds it by the model's context length.
 - Concurrency: at most `max_concurrent` requests of one organization in flight; one more is a 429
   `rate_limit_exceeded` with `retry-after`. A slot is held until the engine is done with the
-  request (the end of its stream, or the client going away: see proxy.forward's `on_done`).
+  request (the end of its stream, or the client going away: see serving.ServingLease).
 - `cache_salt`: vLLM shares its prefix cache across requests, so a request that reuses another's
   prefix returns faster, a timing probe of other organizations' prompts. Each organization's
   requests get their own salt (a caller's own value is replaced), so caches are only shared within

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-class ModelUnavailable(Exception):
-    pass
+from service.errors import ModelUnavailable
 
 
 def resolve_model_path(model: str) -> Path:

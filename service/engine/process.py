@@ -14,14 +14,11 @@ from pathlib import Path
 
 from service.config import Settings
 from service.engine.client import EngineClient
+from service.errors import EngineStartError
 from service.ids import random_token
 from service.processes import child_process_options, stop_process
 
 logger = logging.getLogger(__name__)
-
-
-class EngineStartError(Exception):
-    pass
 
 
 def is_cpu_build() -> bool:

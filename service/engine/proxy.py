@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from service.engine.client import EngineClient
 from service.errors import error_response
@@ -61,42 +62,73 @@ def sse_error(message: str, type_: str = "server_error", code: str | None = None
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
-async def _relay(upstream: httpx.Response, on_done: Callable[[], None]) -> AsyncIterator[bytes]:
-    """The engine's SSE bytes as they come. However the stream ends (finished, the client went
-    away, the engine failed), the engine connection is closed, which cancels the engine's request."""
-    try:
-        async for chunk in upstream.aiter_raw():
-            yield chunk
-    except httpx.HTTPError as exc:
-        logger.warning("Engine stream broke: %s", exc)
-        yield sse_error("The model engine failed while streaming the response.", code="engine_unavailable")
-    finally:
-        await upstream.aclose()
-        on_done()
+class Lease(Protocol):
+    """What a request holds while the engine works on it (service/engine/serving.py)."""
+
+    def release(self) -> None: ...
 
 
-async def forward(
-    engine: EngineClient, path: str, body: dict[str, Any], on_done: Callable[[], None] = lambda: None
-) -> Response:
-    """Send an OpenAI request to the engine and its answer back; `on_done` runs when the engine is
-    finished with it (after the last streamed byte, for streams)."""
+async def forward(engine: EngineClient, path: str, body: dict[str, Any], lease: Lease) -> Response:
+    """Send an OpenAI request to the engine and its answer back. `lease` is released exactly once,
+    when the engine is done with the request: at once for a complete answer or an error, after the
+    last byte for a stream (or when the stream ends otherwise)."""
     stream = bool(body.get("stream"))
     try:
         upstream = await engine.send(path, body, stream=stream)
     except BaseException:
-        on_done()
+        lease.release()
         raise
     if upstream.status_code >= 400 or not stream:
         try:
             if stream:
-                await upstream.aread()
-                await upstream.aclose()
+                try:
+                    await upstream.aread()
+                finally:
+                    await upstream.aclose()
             return _complete_response(upstream)
         finally:
-            on_done()
-    return StreamingResponse(
-        _relay(upstream, on_done), status_code=upstream.status_code, media_type="text/event-stream"
-    )
+            lease.release()
+    return _EngineStream(upstream, lease)
+
+
+class _EngineStream(StreamingResponse):
+    """The engine's SSE bytes as they come. However the stream ends (finished, the client went
+    away, the engine failed, or the response was never sent), the engine connection is closed,
+    which cancels the engine's request, and the lease released, once."""
+
+    def __init__(self, upstream: httpx.Response, lease: Lease) -> None:
+        self._upstream = upstream
+        self._lease: Lease | None = lease
+        super().__init__(self._relay(), status_code=upstream.status_code, media_type="text/event-stream")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette may stop iterating `_relay` without closing it (a client that went away), so
+        # the end of the response is where the stream is surely over.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._finish()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._upstream.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            logger.warning("Engine stream broke: %s", exc)
+            yield sse_error(
+                "The model engine failed while streaming the response.", code="engine_unavailable"
+            )
+        finally:
+            await self._finish()  # as soon as the engine is done, not when the client has it all
+
+    async def _finish(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
+            await self._upstream.aclose()
+        finally:
+            lease.release()
 
 
 def _complete_response(upstream: httpx.Response) -> Response:

@@ -11,7 +11,7 @@ from service.ids import new_id
 from service.pagination import paginate
 from service.protocol.common import IdCursorPage
 from service.protocol.fine_tuning import CheckpointMetrics, FineTuningJobCheckpoint
-from service.store import CheckpointRow, Database
+from service.store import CheckpointRow, Database, JobRow
 
 _METRIC_KEYS = set(CheckpointMetrics.model_fields)
 
@@ -20,7 +20,7 @@ class CheckpointStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, job_id: str, org_id: str, step: int, name: str, path: str, metrics: dict[str, Any]) -> None:
+    def add(self, job: JobRow, step: int, name: str, path: str, metrics: dict[str, Any]) -> None:
         with self.db.session() as session:
             exists = session.scalar(
                 select(CheckpointRow.id).where(CheckpointRow.fine_tuned_model_checkpoint == name)
@@ -30,8 +30,9 @@ class CheckpointStore:
             session.add(
                 CheckpointRow(
                     id=new_id("ftckpt", separator="_"),
-                    job_id=job_id,
-                    organization_id=org_id,
+                    job_id=job.id,
+                    organization_id=job.organization_id,
+                    base_model=job.base_model,
                     created_at=int(time.time()),
                     step_number=step,
                     metrics={k: v for k, v in metrics.items() if k in _METRIC_KEYS and v is not None},

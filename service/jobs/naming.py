@@ -22,12 +22,3 @@ def fine_tuned_model_name(base: str, org: str, suffix: str | None, model_id: str
 
 def checkpoint_model_name(fine_tuned_model: str, step: int) -> str:
     return f"{fine_tuned_model}:ckpt-step-{step}"
-
-
-_CHECKPOINT_SUFFIX = re.compile(r":ckpt-step-\d+$")
-
-
-def base_of(name: str) -> str:
-    """The base model of a fine-tuned model or checkpoint name: organization, suffix and id never
-    contain ':', so everything between `ft:` and the last three separators is the base's name."""
-    return _CHECKPOINT_SUFFIX.sub("", name).removeprefix("ft:").rsplit(":", 3)[0]

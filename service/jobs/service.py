@@ -46,7 +46,7 @@ class FineTuningService:
 
     def create(self, org_id: str, request: CreateFineTuningJobRequest) -> FineTuningJob:
         method_type, hyperparameters = _method_of(request)
-        base = self._base_of(org_id, request.model)
+        base = self.catalog.trainable(org_id, request.model).base
         training_file = self._check_file(org_id, request.training_file, "training_file")
         if request.validation_file:
             self._check_file(org_id, request.validation_file, "validation_file")
@@ -70,6 +70,7 @@ class FineTuningService:
             created_at=int(time.time()),
             status=JobStatus.VALIDATING_FILES.value,
             model=request.model,
+            base_model=base,
             model_name=fine_tuned_model_name(base, organization, request.suffix),
             training_file=request.training_file,
             validation_file=request.validation_file,
@@ -88,25 +89,6 @@ class FineTuningService:
         self.jobs.add_event(row.id, f"Validating {files}")
         self.scheduler.notify()
         return to_wire(row)
-
-    def _base_of(self, org_id: str, model: str) -> str:
-        """The base model a job trains on: a served base model, or the base under one of the caller's
-        fine-tuned models (training then continues from its adapter)."""
-        if model in self.catalog.base_names:
-            return model
-        try:
-            served = self.catalog.resolve(org_id, model)
-        except NotFound:
-            served = None
-        if served is None or served.adapter_path is None:
-            raise InvalidRequest(
-                f"Model {model} is not available for fine-tuning or does not exist. "
-                f"Models this server can fine-tune: {', '.join(self.catalog.base_names)}, "
-                "or one of your fine-tuned models.",
-                param="model",
-                code="model_not_available",
-            )
-        return served.base
 
     def _check_file(self, org_id: str, file_id: str, param: str) -> FileRow:
         try:

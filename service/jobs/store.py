@@ -49,6 +49,19 @@ class JobStore:
             query = select(JobRow.id).where(JobRow.status == status.value).order_by(JobRow.created_at)
             return list(session.scalars(query))
 
+    def fine_tuned(self, org_id: str, name: str | None = None) -> list[JobRow]:
+        """The organization's succeeded jobs whose model was not deleted (one, by model name)."""
+        query = select(JobRow).where(
+            JobRow.organization_id == org_id,
+            JobRow.status == JobStatus.SUCCEEDED.value,
+            JobRow.fine_tuned_model.is_not(None),
+            JobRow.model_deleted_at.is_(None),
+        )
+        if name is not None:
+            query = query.where(JobRow.fine_tuned_model == name)
+        with self.db.session() as session:
+            return list(session.scalars(query.order_by(JobRow.finished_at)))
+
     def count_active(self, org_id: str) -> int:
         """The organization's jobs that hold or wait for a trainer (validating_files, queued,
         running, paused): what its active-jobs quota counts."""

@@ -17,7 +17,6 @@ from service.engine.fleet import EngineFleet
 from service.files import FileStore
 from service.jobs.fairness import fair_order
 from service.jobs.file_check import FileCheckLimits, FileCheckRequest, check_files
-from service.jobs.naming import base_of
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.training_options import parse_training_options
@@ -105,7 +104,7 @@ class FileValidator:
             training_file=self.files.path_of(job.training_file),
             validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
             method=job.method_type,
-            tokenizer_dir=self.fleet.get(base_of(job.model_name)).model_path,
+            tokenizer_dir=self.fleet.get(job.base_model).model_path,
             max_seq_length=options.max_seq_length,
         )
 

@@ -32,7 +32,9 @@ class JobRow(Base):
     organization_id: Mapped[str] = mapped_column(String(128), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
-    model: Mapped[str] = mapped_column(String(512))
+    model: Mapped[str] = mapped_column(String(512))  # as requested: a base or a fine-tuned model
+    # The served base model it trains on (and its fine-tuned model runs on), resolved at creation.
+    base_model: Mapped[str] = mapped_column(String(512))
     training_file: Mapped[str] = mapped_column(String(64))
     validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
     suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -58,6 +60,8 @@ class JobRow(Base):
     estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Times a trainer that died without reporting was started again (service/jobs/outcomes.py).
+    trainer_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CheckpointRow(Base):
@@ -72,6 +76,7 @@ class CheckpointRow(Base):
     step_number: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(720), unique=True)
+    base_model: Mapped[str] = mapped_column(String(512))
     path: Mapped[str] = mapped_column(Text)
 
 

@@ -8,7 +8,9 @@ Two views of every call the server supports:
   unchanged into tests/fixtures/openai-openapi-subset.yaml.
 
 One small job is trained to success in this module, so jobs, events, checkpoints, result files and
-fine-tuned models are checked in their final shape.
+fine-tuned models are checked in their final shape. No test changes it: the tests that delete models
+delete those of a second job (`disposable`), each a model no other test reads, so the tests pass in any
+order.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ STEPS = N_EXAMPLES * N_EPOCHS // BATCH_SIZE
 SUFFIX = "conformance"
 SEED = 1234
 FT_NAME = re.compile(rf"ft:{BASE_MODEL}:default:{SUFFIX}:[A-Za-z0-9]{{8}}")
+# The disposable job: 10 examples x 3 epochs at batch 5, a checkpoint per epoch (steps 2, 4 and 6).
+# The raw `model-delete` case deletes the epoch-1 checkpoint, the delete test the epoch-2 one and the
+# model; the epoch-3 one stays. Each deletes what no other test touches, so any order works.
+DISPOSABLE_EXAMPLES, DISPOSABLE_EPOCHS, DISPOSABLE_BATCH_SIZE = 10, 3, 5
+DISPOSABLE_STEPS_PER_EPOCH = DISPOSABLE_EXAMPLES // DISPOSABLE_BATCH_SIZE
 RESULT_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
 
 # Where we deliberately send something OpenAI's schema does not allow. Bodies are validated against
@@ -182,6 +189,45 @@ def trained(client: OpenAI) -> Trained:
     done = wait_for_job(client, created.id, timeout_s=900)
     assert done.status == "succeeded", done.error
     return Trained(created, done, training_file, validation_file, tag)
+
+
+@dataclass(frozen=True)
+class Disposable:
+    """A second job run to success, only so that tests have fine-tuned models to delete."""
+
+    job: FineTuningJob
+
+    @property
+    def model(self) -> str:
+        assert self.job.fine_tuned_model is not None
+        return self.job.fine_tuned_model
+
+    def checkpoint(self, epoch: int) -> str:
+        return f"{self.model}:ckpt-step-{epoch * DISPOSABLE_STEPS_PER_EPOCH}"
+
+
+@pytest.fixture(scope="module")
+def disposable(client: OpenAI) -> Disposable:
+    """Not tagged like `trained`'s jobs, so the listings that count those never see it."""
+    created = client.fine_tuning.jobs.create(
+        model=BASE_MODEL,
+        training_file=_upload(client, "conformance-disposable.jsonl", DISPOSABLE_EXAMPLES, seed=2),
+        suffix="disposable",
+        seed=SEED,
+        metadata={"suite": "conformance-disposable"},
+        method={
+            "type": "supervised",
+            "supervised": {
+                "hyperparameters": {"n_epochs": DISPOSABLE_EPOCHS, "batch_size": DISPOSABLE_BATCH_SIZE}
+            },
+        },
+    )
+    done = wait_for_job(client, created.id, timeout_s=900)
+    assert done.status == "succeeded", done.error
+    disposable = Disposable(done)
+    listed = {m.id for m in client.models.list()}
+    assert {disposable.model} | {disposable.checkpoint(e + 1) for e in range(DISPOSABLE_EPOCHS)} <= listed
+    return disposable
 
 
 @pytest.fixture(scope="module")
@@ -657,6 +703,7 @@ class Raw:
     http: httpx.Client
     trained: Trained
     cancelled: FineTuningJob
+    disposable: Disposable
 
 
 def _raw_file(raw: Raw) -> httpx.Response:
@@ -729,7 +776,7 @@ RAW_CASES: dict[str, tuple[int, str, Callable[[Raw], httpx.Response]]] = {
     "model-delete": (
         200,
         "DeleteModelResponse",
-        lambda r: r.http.delete(f"/v1/models/{r.trained.checkpoint(STEPS)}"),
+        lambda r: r.http.delete(f"/v1/models/{r.disposable.checkpoint(1)}"),
     ),
     "chat-completion": (200, "CreateChatCompletionResponse", _raw_chat),
     "error-401-no-key": (401, "ErrorResponse", lambda r: httpx.get(r.http.base_url.join("/v1/models"))),
@@ -785,8 +832,8 @@ RAW_CASES: dict[str, tuple[int, str, Callable[[Raw], httpx.Response]]] = {
 
 
 @pytest.fixture(scope="module")
-def raw(http: httpx.Client, trained: Trained, cancelled: FineTuningJob) -> Raw:
-    return Raw(http, trained, cancelled)
+def raw(http: httpx.Client, trained: Trained, cancelled: FineTuningJob, disposable: Disposable) -> Raw:
+    return Raw(http, trained, cancelled, disposable)
 
 
 @pytest.mark.parametrize("case", list(RAW_CASES))
@@ -836,28 +883,33 @@ def test_known_deviations_from_openai_schema_are_exactly_these(http: httpx.Clien
     assert failing == set(KNOWN_DEVIATIONS)
 
 
-# --- Deleting fine-tuned models (last: the models are gone afterwards) -----------------------------
+# --- Deleting fine-tuned models (the disposable job's: no other test uses them) ----------------------
 
 
 def test_delete_a_checkpoint_and_the_fine_tuned_model(
-    client: OpenAI, strict: OpenAI, trained: Trained
+    client: OpenAI, strict: OpenAI, disposable: Disposable
 ) -> None:
-    checkpoint = trained.checkpoint(STEPS // N_EPOCHS)
+    checkpoint = disposable.checkpoint(2)
     deleted = strict.models.delete(checkpoint)
     assert (deleted.id, deleted.object, deleted.deleted) == (checkpoint, "model", True)
     assert checkpoint not in [m.id for m in client.models.list()]
-    kept = [c.fine_tuned_model_checkpoint for c in client.fine_tuning.jobs.checkpoints.list(trained.job.id)]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve(checkpoint)
+    jobs = client.fine_tuning.jobs
+    kept = [c.fine_tuned_model_checkpoint for c in jobs.checkpoints.list(disposable.job.id)]
     assert checkpoint not in kept
+    assert disposable.checkpoint(DISPOSABLE_EPOCHS) in kept, "only the named checkpoint goes"
 
-    deleted = client.models.delete(trained.model)
-    assert (deleted.id, deleted.object, deleted.deleted) == (trained.model, "model", True)
-    assert trained.model not in [m.id for m in client.models.list()]
+    model = disposable.model
+    deleted = client.models.delete(model)
+    assert (deleted.id, deleted.object, deleted.deleted) == (model, "model", True)
+    assert model not in [m.id for m in client.models.list()]
     with pytest.raises(openai.NotFoundError):
-        client.models.retrieve(trained.model)
+        client.models.retrieve(model)
     with pytest.raises(openai.NotFoundError):
-        client.models.delete(trained.model)
+        client.models.delete(model)
     with pytest.raises(openai.NotFoundError) as err:
-        client.chat.completions.create(model=trained.model, messages=_chat_messages(), max_tokens=2)
+        client.chat.completions.create(model=model, messages=_chat_messages(), max_tokens=2)
     assert err.value.code == "model_not_found"
     # The job keeps its record of the model it made.
-    assert client.fine_tuning.jobs.retrieve(trained.job.id).fine_tuned_model == trained.model
+    assert jobs.retrieve(disposable.job.id).fine_tuned_model == model

@@ -22,15 +22,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from service import api
-from service.adapters import AdapterRegistry
 from service.auth import Principal
 from service.catalog import ModelCatalog
 from service.deps import Components, components, principal
+from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.fleet import EngineFleet, ServedBase
 from service.engine.limits import ChatCaps, ChatLimits
 from service.errors import install_error_handlers
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.model_records import JobModelRecords
 from service.jobs.store import JobStore
 from service.store import Database
 from tests.e2e.server import free_port
@@ -113,7 +114,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         client = EngineClient(engine_url)
         fleet = EngineFleet([ServedBase(MODEL, tmp_path, client, AdapterRegistry(client, 2))])
         jobs, checkpoints = JobStore(db), CheckpointStore(db)
-        catalog = ModelCatalog(db, jobs, checkpoints, fleet, started_at=0)
+        catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=0)
         unused: Any = None  # the chat router does not touch keys, files or jobs
         parts = Components(
             keys=unused,

@@ -12,14 +12,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service.adapters import AdapterRegistry
 from service.catalog import ModelCatalog
 from service.config import Settings
+from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.fleet import EngineFleet, ServedBase
 from service.errors import InvalidRequest, QuotaExceeded
 from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.local_executor import LocalProcessExecutor
+from service.jobs.model_records import JobModelRecords
 from service.jobs.naming import is_valid_suffix
 from service.jobs.quotas import JobLimits
 from service.jobs.scheduler import JobScheduler
@@ -40,8 +42,10 @@ def service(tmp_path: Path) -> FineTuningService:
     client = EngineClient("http://127.0.0.1:9")  # never called: creating a job does not touch the engine
     fleet = EngineFleet([ServedBase("tiny", tmp_path, client, AdapterRegistry(client, 2))])
     jobs, checkpoints, files = JobStore(db), CheckpointStore(db), FileStore(db, tmp_path / "files")
-    catalog = ModelCatalog(db, jobs, checkpoints, fleet, started_at=0)
-    scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet)
+    catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=0)
+    scheduler = JobScheduler(
+        settings, jobs, checkpoints, files, catalog, fleet, LocalProcessExecutor(tmp_path / "jobs")
+    )
     return FineTuningService(jobs, files, catalog, scheduler, 64, limits=LIMITS)
 
 

@@ -20,6 +20,7 @@ def _job(store: JobStore, status: JobStatus = JobStatus.RUNNING) -> str:
         created_at=1,
         status=status.value,
         model="base",
+        base_model="base",
         model_name="ft:base:a::12345678",
         training_file="file-x",
         seed=7,

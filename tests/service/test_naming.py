@@ -1,7 +1,7 @@
 import re
 
 from service.jobs.hyperparameters import default_epochs, resolve_hyperparameters
-from service.jobs.naming import base_of, checkpoint_model_name, fine_tuned_model_name
+from service.jobs.naming import checkpoint_model_name, fine_tuned_model_name
 
 
 def test_fine_tuned_name_has_openai_shape() -> None:
@@ -33,11 +33,3 @@ def test_resolve_keeps_explicit_values_and_fills_auto() -> None:
     assert (resolved.n_epochs, resolved.batch_size, resolved.learning_rate_multiplier) == (2, 1, 1.0)
     assert resolved.learning_rate == 2e-4
     assert resolve_hyperparameters({"learning_rate_multiplier": 5}, 50).learning_rate == 1e-3
-
-
-def test_base_of_names_with_colons_and_slashes() -> None:
-    for base in ("tiny", "Qwen/Qwen2.5-0.5B-Instruct", "my:model"):
-        name = fine_tuned_model_name(base, "acme", "sfx")
-        assert base_of(name) == base
-        assert base_of(checkpoint_model_name(name, 120)) == base
-    assert base_of("ft:tiny:acme::AbCd1234") == "tiny"

@@ -14,14 +14,16 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from service.adapters import AdapterRegistry
 from service.catalog import ModelCatalog
 from service.config import Settings
+from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.fleet import EngineFleet, ServedBase
 from service.files import FileStore
 from service.ids import new_id
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.local_executor import LocalProcessExecutor
+from service.jobs.model_records import JobModelRecords
 from service.jobs.naming import fine_tuned_model_name
 from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
@@ -42,11 +44,19 @@ class World:
         checkpoints = CheckpointStore(self.db)
         client = EngineClient("http://127.0.0.1:9")  # never called by these jobs
         fleet = EngineFleet([ServedBase("tiny", tiny_model, client, AdapterRegistry(client, 2))])
-        catalog = ModelCatalog(self.db, self.jobs, checkpoints, fleet, 0)
+        catalog = ModelCatalog(JobModelRecords(self.jobs, checkpoints), fleet, 0)
         settings = Settings(
             data_dir=tmp_path, trainer_memory_gib=0.0, max_concurrent_jobs=max_concurrent_jobs
         )
-        self.scheduler = JobScheduler(settings, self.jobs, checkpoints, self.files, catalog, fleet)
+        self.scheduler = JobScheduler(
+            settings,
+            self.jobs,
+            checkpoints,
+            self.files,
+            catalog,
+            fleet,
+            LocalProcessExecutor(tmp_path / "jobs"),
+        )
 
     def upload(self, records: list[Any], org: str = ORG) -> str:
         data = "".join(json.dumps(r) + "\n" for r in records).encode()
@@ -66,6 +76,7 @@ class World:
             created_at=int(time.time()),
             status=status.value,
             model=fields.pop("model", "tiny"),
+            base_model=base,
             model_name=fine_tuned_model_name(base, "acme", None),
             training_file=file_id,
             seed=0,
@@ -147,8 +158,8 @@ def test_expired_and_deleted_files_are_purged_with_their_tokenized_data(
 ) -> None:
     world = World(tmp_path, tiny_model, max_concurrent_jobs=0)
     expiring, deleted, kept = world.upload([GOOD] * 12), world.upload([GOOD] * 12), world.upload([GOOD] * 12)
-    acme_cache = world.scheduler.token_cache_dir(ORG)
-    other_cache = world.scheduler.token_cache_dir("org-globex")
+    acme_cache = world.scheduler.housekeeping.token_cache_dir(ORG)
+    other_cache = world.scheduler.housekeeping.token_cache_dir("org-globex")
     assert acme_cache != other_cache
     for file_id in (expiring, deleted, kept):
         (acme_cache / f"{file_id}.0123abcd" / "data").mkdir(parents=True)

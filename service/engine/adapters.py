@@ -13,13 +13,10 @@ import asyncio
 import logging
 from collections import Counter, OrderedDict
 
-from service.engine.client import EngineClient, EngineError
+from service.engine.client import EngineClient
+from service.errors import AdapterLoadError, EngineRejected
 
 logger = logging.getLogger(__name__)
-
-
-class AdapterLoadError(Exception):
-    pass
 
 
 class AdapterRegistry:
@@ -46,7 +43,11 @@ class AdapterRegistry:
         async with self._lock:
             await self._load(name, path)
             self._in_use[name] += 1
-            await self._evict(keep=name)
+            try:
+                await self._evict(keep=name)
+            except BaseException:
+                self.release(name)  # the caller gets no hold to release
+                raise
 
     def release(self, name: str) -> None:
         self._in_use[name] -= 1
@@ -68,7 +69,7 @@ class AdapterRegistry:
             return
         try:
             await self.engine.load_adapter(name, path)
-        except EngineError as exc:
+        except EngineRejected as exc:
             if not (exc.status_code == 400 and "already been loaded" in str(exc.body)):
                 raise AdapterLoadError(f"the engine could not load adapter '{name}': {exc.body}") from exc
         self._resident[name] = None
@@ -88,7 +89,7 @@ class AdapterRegistry:
             return
         try:
             await self.engine.unload_adapter(name)
-        except EngineError as exc:
+        except EngineRejected as exc:
             if exc.status_code != 404:
                 raise
         del self._resident[name]

@@ -1,0 +1,100 @@
+"""Serving one completion request: from a model name to the engine's answer, within the caller's
+organization's limits (service/engine/limits.py).
+
+`complete` resolves the model, checks that its engine is up, takes a place in the organization's
+concurrency limit and holds the model's adapter (never evicted while a request uses it), then hands
+all of it, as one `ServingLease`, to `proxy.forward`, which releases it when the engine is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from fastapi.responses import Response
+
+from service.engine.adapters import AdapterRegistry
+from service.engine.fleet import EngineFleet, ServedBase
+from service.engine.limits import ChatLimits, ConcurrencySlot
+from service.engine.proxy import forward
+from service.errors import EngineUnreachable
+
+
+class ServableModel(Protocol):
+    """A model a caller may use (service/catalog.py's ServedModel)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def base(self) -> str: ...  # the base model, and so the engine, it runs on
+    @property
+    def adapter_path(self) -> str | None: ...  # its LoRA adapter; None for a base model
+
+
+class ModelResolver(Protocol):
+    """Finds a model by name for an organization, or raises NotFound (service/catalog.py)."""
+
+    def resolve(self, org_id: str, name: str) -> ServableModel: ...
+
+
+class ServingLease:
+    """What one request holds until the engine is done with it: its organization's concurrency
+    slot and, for a fine-tuned model, its adapter. `release` is idempotent, so every path that
+    ends a request may call it."""
+
+    def __init__(self, slot: ConcurrencySlot) -> None:
+        self._slot = slot
+        self._adapter: tuple[AdapterRegistry, str] | None = None
+        self._held = True
+
+    def hold_adapter(self, adapters: AdapterRegistry, name: str) -> None:
+        """Record an adapter already acquired (`adapters.acquire(name, ...)`), released with the rest."""
+        self._adapter = (adapters, name)
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        try:
+            if self._adapter is not None:
+                adapters, name = self._adapter
+                adapters.release(name)
+        finally:
+            self._slot.release()
+
+
+async def lease_for(limits: ChatLimits, org_id: str, base: ServedBase, model: ServableModel) -> ServingLease:
+    """A lease to run a request for `model` on `base`'s engine: refused with EngineUnreachable while
+    the engine restarts, RateLimited over the organization's limit, AdapterLoadError when the engine
+    cannot load the model's adapter (nothing is held then)."""
+    if not base.client.available:
+        raise EngineUnreachable(f"the engine of {base.name} is restarting")
+    lease = ServingLease(limits.enter(org_id))
+    try:
+        if model.adapter_path:
+            await base.adapters.acquire(model.name, model.adapter_path)
+            lease.hold_adapter(base.adapters, model.name)
+    except BaseException:
+        lease.release()
+        raise
+    return lease
+
+
+async def complete(
+    catalog: ModelResolver,
+    fleet: EngineFleet,
+    limits: ChatLimits,
+    org_id: str,
+    path: str,
+    body: dict[str, Any],
+) -> Response:
+    """Serve a chat or text completion `body` (a JSON object with a string `model`) for `org_id` at
+    the engine's `path`: its answer, streamed when `body["stream"]`."""
+    limits.check_request(body)
+    # The organization's own prefix cache (a caller's salt is replaced: see limits.py).
+    body["cache_salt"] = limits.cache_salt(org_id)
+    # The catalog reads the database: in a thread, so a slow query does not stall every stream.
+    model = await asyncio.to_thread(catalog.resolve, org_id, body["model"])
+    base = fleet.get(model.base)
+    lease = await lease_for(limits, org_id, base, model)
+    return await forward(base.client, path, body, lease)

@@ -1,0 +1,81 @@
+"""Where trainers run: the `TrainerExecutor` interface the scheduler drives.
+
+One implementation today, `LocalProcessExecutor` (service/jobs/local_executor.py: a child process of
+the gateway per job); a cluster executor implements the same interface. An executor starts a
+trainer for a spec, hands back a `TrainerRun` whose typed events the scheduler reads until the
+trainer exits, and can stop (checkpoint and exit) or kill it. `attach` finds a trainer still running
+for a job after a gateway restart; an executor whose trainers die with the gateway finds none, and
+the job continues from its latest checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent
+from trainer.spec import TrainingSpec
+
+# What a trainer says about how it ended; anything else (or nothing) means it died.
+Outcome = ResultEvent | ErrorEvent | StoppedEvent
+
+
+@dataclass(frozen=True)
+class TrainerExit:
+    """How a trainer run ended: its exit status (negative: the signal that ended it; None: unknown,
+    e.g. its node was lost) and the last outcome event it reported, if any."""
+
+    returncode: int | None
+    outcome: Outcome | None
+
+    def describe(self) -> str:
+        """ "signal 9" / "status 1" / "an unknown cause", for job events (no paths, no internals)."""
+        if self.returncode is None:
+            return "an unknown cause"
+        if self.returncode < 0:
+            try:
+                return f"signal {signal.Signals(-self.returncode).value}"
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return f"status {self.returncode}"
+
+
+class TrainerRun(Protocol):
+    job_id: str
+
+    def events(self) -> AsyncIterator[TrainerEvent]:
+        """The trainer's events as it reports them, until its output ends (it exited or was lost)."""
+        ...
+
+    async def wait(self) -> TrainerExit:
+        """Once events() is exhausted: how the trainer ended. Anything it left running is ended too."""
+        ...
+
+    def stop(self) -> None:
+        """Ask the trainer to save a checkpoint and exit (it reports `stopped`)."""
+        ...
+
+    def kill(self) -> None:
+        """End the trainer now, and whatever it started."""
+        ...
+
+
+class TrainerExecutor(Protocol):
+    def output_dir(self, job_id: str) -> Path:
+        """Where the job's trainer writes checkpoints and its adapter (the spec's output_dir)."""
+        ...
+
+    async def start(self, spec: TrainingSpec) -> TrainerRun:
+        """Start a trainer for `spec`; it continues from the latest checkpoint in its output_dir."""
+        ...
+
+    async def attach(self, job_id: str) -> TrainerRun | None:
+        """A trainer for the job still running from before a gateway restart, or None."""
+        ...
+
+    def latest_checkpoint_step(self, job_id: str) -> int | None:
+        """The step of the checkpoint a new trainer for the job would continue from, or None."""
+        ...

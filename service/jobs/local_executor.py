@@ -1,0 +1,92 @@
+"""Trainers as child processes of the gateway: `python -m trainer SPEC.json`, events on stdout.
+
+Each job has a folder under `{data_dir}/jobs/{job_id}`: spec.json, trainer.log (the trainer's
+stderr, for the operator) and output/ (checkpoints, adapter, metrics). Trainers die with the
+gateway (service/processes.py), so after a restart there is nothing to attach to: the job continues
+from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from service.jobs.executor import Outcome, TrainerExit
+from service.processes import child_process_options, signal_group
+from trainer.checkpoints import checkpoint_step, latest_checkpoint
+from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent, parse_event
+from trainer.spec import TrainingSpec
+
+logger = logging.getLogger(__name__)
+
+
+class LocalTrainerRun:
+    def __init__(self, job_id: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
+        self.job_id = job_id
+        self.process = process
+        self.log_path = log_path
+        self._outcome: Outcome | None = None
+
+    async def events(self) -> AsyncIterator[TrainerEvent]:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            event = parse_event(line)
+            if event is None:
+                continue
+            if isinstance(event, ResultEvent | ErrorEvent | StoppedEvent):
+                self._outcome = event
+            yield event
+
+    async def wait(self) -> TrainerExit:
+        returncode = await self.process.wait()
+        signal_group(self.process, signal.SIGKILL)  # anything it started goes with it
+        if self._outcome is None:
+            logger.warning("Trainer of %s exited with %s; see %s", self.job_id, returncode, self.log_path)
+        return TrainerExit(returncode, self._outcome)
+
+    def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            signal_group(self.process, signal.SIGKILL)
+
+
+class LocalProcessExecutor:
+    def __init__(self, jobs_dir: Path) -> None:
+        self.jobs_dir = jobs_dir
+
+    def output_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id / "output"
+
+    async def start(self, spec: TrainingSpec) -> LocalTrainerRun:
+        job_dir = self.jobs_dir / spec.job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = job_dir / "spec.json"
+        spec.write(spec_path)
+        log_path = job_dir / "trainer.log"
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "trainer",
+                str(spec_path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                **child_process_options(PYTHONUNBUFFERED="1"),
+            )
+        return LocalTrainerRun(spec.job_id, process, log_path)
+
+    async def attach(self, job_id: str) -> LocalTrainerRun | None:
+        return None  # a local trainer gets SIGTERM when its gateway dies, and exits after a checkpoint
+
+    def latest_checkpoint_step(self, job_id: str) -> int | None:
+        found = latest_checkpoint(self.output_dir(job_id) / "checkpoints")
+        return checkpoint_step(found) if found else None

@@ -1,0 +1,154 @@
+"""running -> succeeded | failed | queued (retried): what a trainer's end means for its job.
+
+`decide` is pure: the job's state now, how the trainer ended, and the retry budget give a verdict.
+`Outcomes.apply` carries it out (engine, files, store). As a Kubernetes Job: a trainer that dies
+without saying why (killed, crashed, its node lost) is started again from its latest checkpoint up to
+`trainer_max_retries` times; a failure the trainer reports itself (bad data, out of memory) is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.engine.fleet import EngineFleet
+from service.errors import AdapterLoadError, EngineUnreachable
+from service.files import FileStore
+from service.jobs.executor import TrainerExit
+from service.jobs.states import JobStatus
+from service.jobs.store import JobStore
+from service.store import JobRow
+from trainer.events import ErrorEvent, ResultEvent, StoppedEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Succeed:
+    result: ResultEvent
+
+
+@dataclass(frozen=True)
+class FailJob:
+    code: str
+    message: str
+    param: str | None = None
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Back to the queue, to continue from the latest checkpoint; `retry`: it counts against the
+    job's retries (the trainer died), else it does not (it was stopped by someone else)."""
+
+    message: str
+    retry: bool
+
+
+@dataclass(frozen=True)
+class Leave:
+    """Nothing changes: the job was paused or cancelled (or finished) meanwhile, or the gateway is
+    shutting down (the next one continues the job, service/jobs/scheduler.py's recovery)."""
+
+
+Verdict = Succeed | FailJob | Requeue | Leave
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    used: int  # retries already made for the job
+    limit: int  # OPENTUNE_TRAINER_MAX_RETRIES
+
+
+def decide(
+    status: JobStatus,
+    ended: TrainerExit,
+    budget: RetryBudget,
+    resume_step: int | None,
+    shutting_down: bool = False,
+) -> Verdict:
+    outcome = ended.outcome
+    if isinstance(outcome, ResultEvent) and ended.returncode == 0:
+        # A pause that arrived as the last step finished: the adapter is complete, keep it.
+        return Succeed(outcome) if status in (JobStatus.RUNNING, JobStatus.PAUSED) else Leave()
+    if status is not JobStatus.RUNNING or shutting_down:
+        return Leave()
+    if isinstance(outcome, ErrorEvent):
+        return FailJob(outcome.code, outcome.message, outcome.param)
+    where = f"step {resume_step}" if resume_step else "the start"
+    if isinstance(outcome, StoppedEvent):
+        return Requeue(f"The trainer was stopped; the job continues from {where}", retry=False)
+    why = ended.describe()
+    attempts = budget.limit + 1
+    if budget.used >= budget.limit:
+        tries = "once" if attempts == 1 else f"{attempts} times"
+        message = f"The trainer stopped unexpectedly ({why}), {tries}; the server's logs have details."
+        return FailJob("training_failed", message)
+    attempt = budget.used + 2  # the first run was attempt 1
+    message = (
+        f"The trainer stopped unexpectedly ({why}); retrying from {where}, attempt {attempt} of {attempts}"
+    )
+    return Requeue(message, retry=True)
+
+
+class Outcomes:
+    def __init__(self, jobs: JobStore, files: FileStore, fleet: EngineFleet) -> None:
+        self.jobs = jobs
+        self.files = files
+        self.fleet = fleet
+
+    async def apply(self, job: JobRow, verdict: Verdict) -> None:
+        if isinstance(verdict, Succeed):
+            await self._succeed(job, verdict.result)
+        elif isinstance(verdict, FailJob):
+            await asyncio.to_thread(self.fail, job.id, verdict, {JobStatus.RUNNING})
+        elif isinstance(verdict, Requeue):
+            await asyncio.to_thread(self._requeue, job.id, verdict)
+
+    def fail(self, job_id: str, failure: FailJob, only_from: set[JobStatus]) -> None:
+        error = {"code": failure.code, "message": failure.message, "param": failure.param}
+        if self.jobs.transition(job_id, JobStatus.FAILED, only_from, error=error):
+            self.jobs.add_event(job_id, failure.message, level="error")
+
+    def _requeue(self, job_id: str, requeue: Requeue) -> None:
+        fields = {}
+        if requeue.retry:
+            fields["trainer_retries"] = self.jobs.get(None, job_id).trainer_retries + 1
+        if self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, **fields):
+            self.jobs.add_event(job_id, requeue.message, level="warn" if requeue.retry else "info")
+
+    async def _succeed(self, job: JobRow, result: ResultEvent) -> None:
+        name, adapters = job.model_name, self.fleet.get(job.base_model).adapters
+        try:
+            # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
+            await adapters.ensure_loaded(name, result.adapter_dir)
+        except AdapterLoadError as exc:
+            # The engine's words may name server paths: they go to the log, not to the job.
+            logger.warning("The adapter of %s could not be loaded: %s", job.id, exc)
+            failure = FailJob("adapter_load_failed", "The engine could not load the trained adapter.")
+            await asyncio.to_thread(self.fail, job.id, failure, {JobStatus.RUNNING, JobStatus.PAUSED})
+            return
+        except EngineUnreachable:
+            # The engine is restarting, which says nothing about the adapter: it loads on first use.
+            logger.warning("Engine unavailable when %s finished; its adapter will load on demand", job.id)
+        if not await asyncio.to_thread(self._record_success, job, result):
+            await adapters.unload(name)
+
+    def _record_success(self, job: JobRow, result: ResultEvent) -> bool:
+        results = self.files.create_from_path(
+            job.organization_id, Path(result.metrics_csv), "step_metrics.csv", "fine-tune-results"
+        )
+        succeeded = self.jobs.transition(
+            job.id,
+            JobStatus.SUCCEEDED,
+            {JobStatus.RUNNING, JobStatus.PAUSED},
+            fine_tuned_model=job.model_name,
+            adapter_path=result.adapter_dir,
+            trained_tokens=result.trained_tokens,
+            result_files=[results.id],
+        )
+        if succeeded:
+            self.jobs.add_event(job.id, f"New fine-tuned model created: {job.model_name}")
+            self.jobs.add_event(job.id, "The job has successfully completed")
+        return succeeded
