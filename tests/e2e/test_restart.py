@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
@@ -14,46 +13,11 @@ from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
 from tests.e2e.jobs import wait_for_job
+from tests.e2e.processes import descendants, still_running
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
 
 pytestmark = pytest.mark.e2e
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """Every process below `pid` (engine, its engine core and workers, trainers), by command line."""
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            # The command name (field 2) may hold spaces and parentheses: split after it.
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return {p: _command_line(p) for p in found}
-
-
-def _command_line(pid: int) -> str:
-    try:
-        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-        return raw.replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _still_running(processes: dict[int, str]) -> dict[int, str]:
-    """Those of `processes` still alive with the same command line (not reaped zombies, not reused pids)."""
-    alive = {}
-    for pid, command in processes.items():
-        try:
-            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and _command_line(pid) == command:
-            alive[pid] = command
-    return alive
 
 
 def test_kill_9_mid_job_then_restart(tiny_model: Path, tmp_path: Path) -> None:
@@ -72,7 +36,7 @@ def test_kill_9_mid_job_then_restart(tiny_model: Path, tmp_path: Path) -> None:
 
         wait_for_job(client, job.id, until=past_first_epoch, timeout_s=600)
         events_before = [e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data]
-        children = _descendants(first.process.pid)
+        children = descendants(first.process.pid)
         assert any(" -m trainer " in c for c in children.values()), children
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait()
@@ -80,7 +44,7 @@ def test_kill_9_mid_job_then_restart(tiny_model: Path, tmp_path: Path) -> None:
         # The engine (with its engine core and workers) and the trainer die with the server, the
         # trainer after saving a checkpoint, within its stop deadline (60 s).
         deadline = time.monotonic() + 90
-        while remaining := _still_running(children):
+        while remaining := still_running(children):
             lines = "\n".join(f"{pid}: {command}" for pid, command in remaining.items())
             assert time.monotonic() < deadline, f"children of the killed server are still running:\n{lines}"
             time.sleep(0.5)

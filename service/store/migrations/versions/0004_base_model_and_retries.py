@@ -29,11 +29,13 @@ def _base_of(name: str) -> str:
 
 
 def upgrade() -> None:
+    # Columns only added (NOT NULL with a default, then filled in), never altered: on SQLite, altering
+    # a column recreates the table, and dropping the old `jobs` would cascade to events and checkpoints.
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("base_model", sa.String(512), nullable=True))
+        batch_op.add_column(sa.Column("base_model", sa.String(512), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("trainer_retries", sa.Integer(), nullable=False, server_default="0"))
     with op.batch_alter_table("checkpoints", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("base_model", sa.String(512), nullable=True))
+        batch_op.add_column(sa.Column("base_model", sa.String(512), nullable=False, server_default=""))
 
     bind = op.get_bind()
     jobs = sa.table(
@@ -55,11 +57,6 @@ def upgrade() -> None:
         bind.execute(
             checkpoints.update().where(checkpoints.c.id == checkpoint_id).values(base_model=_base_of(name))
         )
-
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.alter_column("base_model", existing_type=sa.String(512), nullable=False)
-    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
-        batch_op.alter_column("base_model", existing_type=sa.String(512), nullable=False)
 
 
 def downgrade() -> None:

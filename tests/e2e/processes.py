@@ -1,0 +1,42 @@
+"""The processes under a test's server, from /proc: what it started, and whether they still run."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid` (engine, its engine core and workers, trainers), by command line."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            # The command name (field 2) may hold spaces and parentheses: split after it.
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {p: command_line(p) for p in found}
+
+
+def command_line(pid: int) -> str:
+    try:
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        return raw.replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def still_running(processes: dict[int, str]) -> dict[int, str]:
+    """Those of `processes` still alive with the same command line (not reaped zombies, not reused pids)."""
+    alive = {}
+    for pid, command in processes.items():
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and command_line(pid) == command:
+            alive[pid] = command
+    return alive
