@@ -46,7 +46,7 @@ def test_existing_rows_get_their_base_model(tmp_path: Path) -> None:
             )
             connection.execute(
                 text(
-                    "INSERT INTO events (id, job_id, created_at, level, message, type, data)"
+                    "INSERT INTO job_events (id, job_id, created_at, level, message, type, data)"
                     " VALUES (:id, :job, 1, 'info', 'created', 'message', '{}')"
                 ),
                 {"id": f"ftevent-{i}", "job": f"ftjob-{i}"},
@@ -57,7 +57,7 @@ def test_existing_rows_get_their_base_model(tmp_path: Path) -> None:
     with db.engine.connect() as connection:
         jobs = connection.execute(text("SELECT base_model, trainer_retries FROM jobs ORDER BY id")).all()
         checkpoints = connection.execute(text("SELECT base_model FROM checkpoints ORDER BY id")).all()
-        events = connection.execute(text("SELECT count(*) FROM events")).scalar()
+        events = connection.execute(text("SELECT count(*) FROM job_events")).scalar()
     assert [tuple(row) for row in jobs] == [(base, 0) for base in BASES]
     # Nothing that hangs off a job was lost (a recreated `jobs` table would cascade to them on SQLite).
     assert [row[0] for row in checkpoints] == BASES and events == len(BASES)
