@@ -52,7 +52,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 openapi: install-dev
-	$(BIN)/python -m service.openapi > openapi.yaml
+	$(BIN)/opentune openapi > openapi.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

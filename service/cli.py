@@ -17,6 +17,7 @@ import uvicorn
 from service.config import DEFAULT_MODEL, Settings
 from service.engine.model_source import resolve_model_path
 from service.errors import ModelUnavailable
+from service.openapi import render
 
 logger = logging.getLogger("opentune")
 
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it")
     for command in (create, listing, revoke):
         command.add_argument("--data-dir", help="the server's data folder (default ./data)")
+    commands.add_parser("openapi", help="print the API description (openapi.yaml) and exit")
     return parser
 
 
@@ -126,6 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     if args.command == "keys":
         _keys(settings, args)
+        return
+    if args.command == "openapi":
+        from service.app import create_app
+
+        sys.stdout.write(render(create_app(settings)))
         return
     open_access = _open_access_warning(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

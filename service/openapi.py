@@ -2,12 +2,11 @@
 
 FastAPI documents a 422 `HTTPValidationError` for every operation with parameters; opentune answers
 400 with OpenAI's error envelope instead (service/errors.py), needs a bearer key on /v1, and may
-answer 401 or 404. `python -m service.openapi > openapi.yaml` writes it (`make openapi`).
+answer 401 or 404. `opentune openapi > openapi.yaml` writes it (`make openapi`).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import yaml
@@ -51,12 +50,6 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def render() -> str:
-    from service.app import create_app
-    from service.config import Settings
-
-    return yaml.safe_dump(create_app(Settings()).openapi(), sort_keys=False, allow_unicode=True)
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render())
+def render(app: FastAPI) -> str:
+    """The description as YAML (`opentune openapi > openapi.yaml`, `make openapi`)."""
+    return yaml.safe_dump(app.openapi(), sort_keys=False, allow_unicode=True)
