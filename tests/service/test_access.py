@@ -24,11 +24,6 @@ KEY = "sk-unit-test-key"
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Body:
     """An ASGI `receive` that yields a body in chunks and counts how many it handed out."""
 

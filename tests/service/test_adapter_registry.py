@@ -5,44 +5,15 @@ evicts the least recently used beyond the cap but never an adapter in use, and t
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from service.engine.adapters import AdapterRegistry
 from service.errors import AdapterLoadError, EngineRejected
+from tests.service.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@dataclass
-class FakeEngine:
-    """Records load and unload calls; `refuse_load` / `refuse_unload` map a name to the engine's
-    error answer for it."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    refuse_load: dict[str, EngineRejected] = field(default_factory=dict)
-    refuse_unload: dict[str, EngineRejected] = field(default_factory=dict)
-
-    async def load_adapter(self, name: str, path: str) -> None:
-        self.calls.append(("load", name))
-        await asyncio.sleep(0.01)  # concurrent callers overlap here
-        if name in self.refuse_load:
-            raise self.refuse_load[name]
-
-    async def unload_adapter(self, name: str) -> None:
-        self.calls.append(("unload", name))
-        if name in self.refuse_unload:
-            raise self.refuse_unload[name]
-
-    def loads(self, name: str | None = None) -> int:
-        return sum(1 for call, n in self.calls if call == "load" and name in (None, n))
 
 
 def registry_on(engine: FakeEngine, max_resident: int = 2) -> AdapterRegistry:

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from service.catalog import ModelCatalog, ServedModel
-from service.engine.adapters import AdapterRegistry
-from service.engine.client import EngineClient
-from service.engine.fleet import EngineFleet, ServedBase
 from service.errors import InvalidRequest, NotFound, PermissionDenied
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.model_records import JobModelRecords
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.store import Database, JobRow
+from tests.service.fake_engine import FakeEngine, fake_fleet
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 ACME, GLOBEX = "org-acme", "org-globex"
@@ -51,22 +43,6 @@ class FakeRecords:
         self.forgotten.append(model)
 
 
-class FakeEngine:
-    def __init__(self) -> None:
-        self.unloaded: list[str] = []
-
-    async def load_adapter(self, name: str, path: str) -> None:
-        pass
-
-    async def unload_adapter(self, name: str) -> None:
-        self.unloaded.append(name)
-
-
-def _fleet(engine: FakeEngine, *names: str) -> EngineFleet:
-    client = cast(EngineClient, engine)
-    return EngineFleet([ServedBase(n, Path(n), client, AdapterRegistry(client, 4)) for n in names])
-
-
 @pytest.fixture
 def records() -> FakeRecords:
     return FakeRecords()
@@ -74,7 +50,7 @@ def records() -> FakeRecords:
 
 @pytest.fixture
 def catalog(records: FakeRecords) -> ModelCatalog:
-    return ModelCatalog(records, _fleet(FakeEngine(), "qwen-0.5b", "llama-8b"), started_at=1)
+    return ModelCatalog(records, fake_fleet(FakeEngine(), "qwen-0.5b", "llama-8b"), started_at=1)
 
 
 def test_a_name_resolves_to_what_it_serves_on_which_base(catalog: ModelCatalog) -> None:
@@ -105,9 +81,9 @@ def test_a_job_trains_from_a_base_or_from_the_callers_fine_tuned_model(catalog: 
 
 async def test_deleting_a_model_unloads_it_and_forgets_it(records: FakeRecords) -> None:
     engine = FakeEngine()
-    catalog = ModelCatalog(records, _fleet(engine, "llama-8b"), started_at=1)
+    catalog = ModelCatalog(records, fake_fleet(engine, "llama-8b"), started_at=1)
     deleted = await catalog.delete(ACME, CKPT.name)
-    assert deleted.deleted and engine.unloaded == [] and records.forgotten == [CKPT]  # never loaded
+    assert deleted.deleted and engine.unloads() == [] and records.forgotten == [CKPT]  # never loaded
     with pytest.raises(PermissionDenied):
         await catalog.delete(ACME, "llama-8b")
     with pytest.raises(NotFound):

@@ -18,11 +18,6 @@ from service.errors import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.parametrize(
     ("error", "status", "code"),
     [

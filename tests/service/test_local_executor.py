@@ -16,11 +16,6 @@ from trainer.spec import TrainingSpec
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _spec(executor: LocalProcessExecutor, tiny_model: Path, tmp_path: Path, job_id: str) -> TrainingSpec:
     data = tmp_path / "train.jsonl"
     data.write_bytes(jsonl(training_examples(10)))

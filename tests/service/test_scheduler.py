@@ -7,15 +7,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from service.catalog import ModelCatalog
 from service.config import Settings
-from service.engine.adapters import AdapterRegistry
-from service.engine.client import EngineClient
-from service.engine.fleet import EngineFleet, ServedBase
 from service.files import FileStore
 from service.ids import new_id
 from service.jobs.checkpoints import CheckpointStore
@@ -25,29 +22,12 @@ from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.store import Database, JobRow
+from tests.service.fake_engine import FakeEngine, fake_fleet
 from tests.service.fake_executor import FakeExecutor, FakeRun
 from trainer.events import CheckpointEvent, ErrorEvent, MessageEvent, MetricsEvent, ResultEvent
 
 ORG = "org-acme"
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class FakeEngine:
-    """The two calls AdapterRegistry makes; records what is loaded."""
-
-    def __init__(self) -> None:
-        self.loaded: dict[str, str] = {}
-
-    async def load_adapter(self, name: str, path: str) -> None:
-        self.loaded[name] = path
-
-    async def unload_adapter(self, name: str) -> None:
-        self.loaded.pop(name, None)
 
 
 class World:
@@ -59,8 +39,7 @@ class World:
         self.checkpoints = CheckpointStore(self.db)
         self.files = FileStore(self.db, tmp_path / "files")
         self.engine = FakeEngine()
-        client = cast(EngineClient, self.engine)
-        fleet = EngineFleet([ServedBase("tiny", tmp_path / "tiny", client, AdapterRegistry(client, 4))])
+        fleet = fake_fleet(self.engine, "tiny")
         catalog = ModelCatalog(JobModelRecords(self.jobs, self.checkpoints), fleet, 0)
         self.executor = FakeExecutor(tmp_path / "jobs")
         settings = Settings(

@@ -29,11 +29,6 @@ pytestmark = pytest.mark.anyio
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class EngineStream(httpx.AsyncByteStream):
     """An SSE body: `chunks` 10 ms apart, then a broken connection if `breaks`, or an engine that
     keeps generating if `endless`. Records whether the gateway closed it."""

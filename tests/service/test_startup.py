@@ -23,11 +23,6 @@ from service.store.database import Database, open_database
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def closed_port_url() -> str:
     """The URL of a local port nobody listens on: connections are refused at once."""
     with socket.socket() as sock:
