@@ -20,13 +20,15 @@ from tests.strict_format import jsonl, training_examples
 pytestmark = pytest.mark.e2e
 
 
-def _trainer_of(server: Server, job_id: str, timeout_s: float = 300) -> int:
+def _trainer_of(server: Server, client: OpenAI, job_id: str, timeout_s: float = 300) -> int:
     """The pid of the job's trainer (its command line names the job's spec)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for pid, command in descendants(server.process.pid).items():
             if " -m trainer " in command and f"/{job_id}/spec.json" in command:
                 return pid
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        assert job.status in ("validating_files", "queued", "running"), (job.status, job.error)
         time.sleep(0.1)
     raise AssertionError(f"no trainer for {job_id} after {timeout_s} s:\n{server.log_tail()}")
 
@@ -47,7 +49,7 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_and_the_job_succeeds(
         hyperparameters={"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 10},
     )
     wait_for_job(client, job.id, until=lambda _: bool(client.fine_tuning.jobs.checkpoints.list(job.id).data))
-    os.kill(_trainer_of(server, job.id), signal.SIGKILL)
+    os.kill(_trainer_of(server, client, job.id), signal.SIGKILL)
 
     done = wait_for_job(client, job.id)
     assert done.status == "succeeded", done.error
@@ -69,12 +71,12 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_and_the_job_succeeds(
 
 def test_a_trainer_that_keeps_dying_fails_the_job_after_its_retries(client: OpenAI, server: Server) -> None:
     file = client.files.create(
-        file=("dies.jsonl", io.BytesIO(jsonl(training_examples(8)))), purpose="fine-tune"
+        file=("dies.jsonl", io.BytesIO(jsonl(training_examples(10)))), purpose="fine-tune"
     )
     job = client.fine_tuning.jobs.create(model="tiny", training_file=file.id, hyperparameters={"n_epochs": 1})
     killed: list[int] = []
     while len(killed) < 3:
-        pid = _trainer_of(server, job.id)
+        pid = _trainer_of(server, client, job.id)
         if pid in killed:  # the killed one is listed until the gateway reaps it
             time.sleep(0.1)
             continue
