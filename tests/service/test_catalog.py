@@ -91,8 +91,10 @@ async def test_deleting_a_model_unloads_it_and_forgets_it(records: FakeRecords) 
     assert records.forgotten == [CKPT]
 
 
-def test_real_records_come_from_succeeded_jobs_and_their_checkpoints(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_real_records_come_from_succeeded_jobs_and_their_checkpoints(
+    tmp_path: Path, database_url: str
+) -> None:
+    db = Database(database_url)
     db.migrate()
     jobs, checkpoints = JobStore(db), CheckpointStore(db)
     records = JobModelRecords(jobs, checkpoints)

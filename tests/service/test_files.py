@@ -15,8 +15,8 @@ from service.store import Database
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def store(tmp_path: Path, database_url: str) -> FileStore:
+    db = Database(database_url)
     db.migrate()
     return FileStore(db, tmp_path / "blobs")
 

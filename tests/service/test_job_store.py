@@ -1,14 +1,12 @@
 """The store applies transitions atomically: the loser of a race changes nothing."""
 
-from pathlib import Path
-
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore, to_wire
 from service.store import Database, JobRow
 
 
-def _database(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def _database(url: str) -> Database:
+    db = Database(url)
     db.migrate()
     return db
 
@@ -33,8 +31,8 @@ def _job(store: JobStore, status: JobStatus = JobStatus.RUNNING) -> str:
     return row.id
 
 
-def test_cancel_after_success_changes_nothing(tmp_path: Path) -> None:
-    store = JobStore(_database(tmp_path))
+def test_cancel_after_success_changes_nothing(database_url: str) -> None:
+    store = JobStore(_database(database_url))
     job_id = _job(store)
     assert store.transition(job_id, JobStatus.SUCCEEDED, fine_tuned_model="ft:base:a::12345678")
     assert not store.transition(job_id, JobStatus.CANCELLED)
@@ -43,8 +41,8 @@ def test_cancel_after_success_changes_nothing(tmp_path: Path) -> None:
     assert job.finished_at is not None
 
 
-def test_wire_form_keeps_auto_until_resolved(tmp_path: Path) -> None:
-    store = JobStore(_database(tmp_path))
+def test_wire_form_keeps_auto_until_resolved(database_url: str) -> None:
+    store = JobStore(_database(database_url))
     job_id = _job(store, JobStatus.QUEUED)
     wire = to_wire(store.get("org-a", job_id))
     assert wire.hyperparameters.n_epochs == "auto"

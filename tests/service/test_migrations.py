@@ -1,6 +1,5 @@
 """The migrations create exactly the schema the table classes describe."""
 
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -19,8 +18,8 @@ def _config() -> Config:
     return config
 
 
-def test_migrations_match_the_tables(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_migrations_match_the_tables(database_url: str) -> None:
+    db = Database(database_url)
     db.migrate()
     config = _config()
     with db.engine.begin() as connection:
@@ -72,8 +71,8 @@ def _rows(db: Database) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return keys, files
 
 
-def test_migrate_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+def test_migrate_is_idempotent(database_url: str) -> None:
+    url = database_url
     heads = tuple(sorted(ScriptDirectory.from_config(_config()).get_heads()))
     assert len(heads) == 1, f"the migrations branch: {heads}"
 

@@ -31,9 +31,11 @@ pytestmark = pytest.mark.anyio
 
 
 class World:
-    def __init__(self, tmp_path: Path, max_concurrent_jobs: int = 1, max_retries: int = 2) -> None:
+    def __init__(
+        self, tmp_path: Path, database_url: str, max_concurrent_jobs: int = 1, max_retries: int = 2
+    ) -> None:
         self.tmp_path = tmp_path
-        self.db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        self.db = Database(database_url)
         self.db.migrate()
         self.jobs = JobStore(self.db)
         self.checkpoints = CheckpointStore(self.db)
@@ -112,8 +114,8 @@ async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    world = World(tmp_path)
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
+    world = World(tmp_path, database_url)
     await world.scheduler.start()
     yield world
     await world.scheduler.stop()
@@ -239,8 +241,10 @@ async def test_jobs_wait_for_a_free_trainer_slot(world: World) -> None:
     await world.run_of(waiting)
 
 
-async def test_shutting_down_leaves_running_jobs_for_the_next_gateway(tmp_path: Path) -> None:
-    world = World(tmp_path)
+async def test_shutting_down_leaves_running_jobs_for_the_next_gateway(
+    tmp_path: Path, database_url: str
+) -> None:
+    world = World(tmp_path, database_url)
     await world.scheduler.start()
     job_id = world.job()
     run = await world.run_of(job_id)
@@ -249,7 +253,7 @@ async def test_shutting_down_leaves_running_jobs_for_the_next_gateway(tmp_path: 
 
     # The next gateway finds no trainer to attach to: the job continues from its checkpoint.
     world.executor.checkpoint_steps[job_id] = 8
-    after = World(tmp_path)
+    after = World(tmp_path, database_url)
     after.executor.checkpoint_steps[job_id] = 8
     await after.scheduler.start()
     try:
@@ -261,8 +265,10 @@ async def test_shutting_down_leaves_running_jobs_for_the_next_gateway(tmp_path: 
         await after.scheduler.stop()
 
 
-async def test_a_trainer_still_running_after_a_restart_is_attached_not_started_again(tmp_path: Path) -> None:
-    world = World(tmp_path)
+async def test_a_trainer_still_running_after_a_restart_is_attached_not_started_again(
+    tmp_path: Path, database_url: str
+) -> None:
+    world = World(tmp_path, database_url)
     job_id = world.job(JobStatus.RUNNING)
     survivor = FakeRun(job_id, None, world.executor)
     world.executor.attachable[job_id] = survivor
