@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     # A trainer that dies without reporting (killed, crashed, its node lost) is started again from
     # its latest checkpoint this many times before the job fails (as a Kubernetes Job's backoffLimit).
     trainer_max_retries: int = Field(default=2, ge=0)
+    # Several gateways on one database (cluster mode): each running job is owned by one gateway under
+    # a lease it renews every lease/3 seconds; another gateway adopts the job once the lease has
+    # expired. gateway_id names this gateway (default: host name and port, so that a gateway started
+    # again in the same place adopts its own jobs at once instead of after the lease).
+    gateway_id: str | None = None
+    job_lease_s: float = Field(default=30.0, ge=1.0)
     # How long a trainer asked to stop (pause, cancel, shutdown) gets to save a checkpoint and exit.
     trainer_stop_grace_s: float = Field(default=30.0, gt=0)
     # Untrusted training files (issue 9): validated in a child process (trainer/inspect_files.py)
@@ -98,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def organization_id(self) -> str:
         return f"org-{self.organization}"
+
+    @property
+    def resolved_gateway_id(self) -> str:
+        return self.gateway_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -108,15 +108,14 @@ class Outcomes:
 
     def fail(self, job_id: str, failure: FailJob, only_from: set[JobStatus]) -> None:
         error = {"code": failure.code, "message": failure.message, "param": failure.param}
-        if self.jobs.transition(job_id, JobStatus.FAILED, only_from, error=error):
-            self.jobs.add_event(job_id, failure.message, level="error")
+        self.jobs.transition(job_id, JobStatus.FAILED, only_from, [(failure.message, "error")], error=error)
 
     def _requeue(self, job_id: str, requeue: Requeue) -> None:
         fields = {}
         if requeue.retry:
             fields["trainer_retries"] = self.jobs.get(None, job_id).trainer_retries + 1
-        if self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, **fields):
-            self.jobs.add_event(job_id, requeue.message, level="warn" if requeue.retry else "info")
+        event = (requeue.message, "warn" if requeue.retry else "info")
+        self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [event], **fields)
 
     async def _succeed(self, job: JobRow, result: ResultEvent) -> None:
         name, adapters = job.model_name, self.fleet.get(job.base_model).adapters
@@ -139,16 +138,13 @@ class Outcomes:
         results = self.files.create_from_path(
             job.organization_id, Path(result.metrics_csv), "step_metrics.csv", "fine-tune-results"
         )
-        succeeded = self.jobs.transition(
+        return self.jobs.transition(
             job.id,
             JobStatus.SUCCEEDED,
             {JobStatus.RUNNING, JobStatus.PAUSED},
+            [f"New fine-tuned model created: {job.model_name}", "The job has successfully completed"],
             fine_tuned_model=job.model_name,
             adapter_path=result.adapter_dir,
             trained_tokens=result.trained_tokens,
             result_files=[results.id],
         )
-        if succeeded:
-            self.jobs.add_event(job.id, f"New fine-tuned model created: {job.model_name}")
-            self.jobs.add_event(job.id, "The job has successfully completed")
-        return succeeded

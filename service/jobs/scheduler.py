@@ -28,6 +28,7 @@ from service.jobs.executor import TrainerExecutor, TrainerRun
 from service.jobs.fairness import fair_order
 from service.jobs.housekeeping import Housekeeping
 from service.jobs.inputs import AdmissionInputs
+from service.jobs.leases import JobLeases
 from service.jobs.outcomes import FailJob, Outcomes, RetryBudget, decide
 from service.jobs.progress import ProgressRecorder
 from service.jobs.states import JobStatus
@@ -53,6 +54,8 @@ class JobScheduler:
         self.jobs = jobs
         self.fleet = fleet
         self.executor = executor
+        self.leases = JobLeases(jobs.db, settings.resolved_gateway_id, settings.job_lease_s)
+        self._next_lease_check = 0.0
         self.housekeeping = Housekeeping(settings.data_dir, files)
         self.validator = FileValidator(settings, jobs, files, fleet, on_done=self.notify)
         self.inputs = AdmissionInputs(settings, files, catalog, fleet, executor, self.housekeeping)
@@ -71,38 +74,65 @@ class JobScheduler:
 
     async def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
-        await self._recover()
+        await self._adopt_orphans(startup=True)
         self._loop_task = asyncio.create_task(self._loop(), name="job-scheduler")
 
     async def stop(self) -> None:
-        """Trainers are asked to checkpoint and exit; their jobs stay `running` for the next gateway
-        to continue (`_recover`)."""
+        """Trainers are asked to checkpoint and exit; their jobs stay `running`, their leases given
+        up, for the next gateway to continue (`_adopt_orphans`)."""
         self._shutting_down = True
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await self.validator.stop()
+        supervised = list(self._runs)
         for run in list(self._runs.values()):
             run.stop()
         if self._supervisors:
             await asyncio.wait(self._supervisors, timeout=self.settings.trainer_stop_grace_s)
         for run in list(self._runs.values()):
             run.kill()
+        # Their trainers stopped: another gateway may continue these jobs at once.
+        await asyncio.to_thread(self.leases.release, supervised)
 
-    async def _recover(self) -> None:
-        """Jobs left `running` by a previous gateway: re-attached to their trainer if it still runs,
-        else back to the queue to continue from their latest checkpoint."""
-        for job_id in await asyncio.to_thread(self.jobs.ids_in_status, JobStatus.RUNNING):
+    async def _adopt_orphans(self, startup: bool = False) -> None:
+        """Running jobs nobody supervises (leases.py): their gateway died, or is this one started
+        again. Re-attached to their trainer if it still runs, else back to the queue to continue
+        from their latest checkpoint."""
+        for job_id, owner in await asyncio.to_thread(self.leases.adoptable, startup):
+            if job_id in self._runs or not await asyncio.to_thread(self.leases.adopt, job_id, owner, startup):
+                continue
             run = await self.executor.attach(job_id)
             if run is not None:
                 self._supervise(await asyncio.to_thread(self.jobs.get, None, job_id), run)
                 continue
-            step = self.executor.latest_checkpoint_step(job_id)
+            step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job_id)
             where = f"from checkpoint-{step}" if step else "from the start"
-            if await asyncio.to_thread(self.jobs.transition, job_id, JobStatus.QUEUED, {JobStatus.RUNNING}):
-                message = f"The server restarted during training; the job continues {where}"
-                await asyncio.to_thread(self.jobs.add_event, job_id, message)
+            who = (
+                "server restarted" if owner in (None, self.leases.owner) else "gateway supervising it stopped"
+            )
+            message = f"The {who} during training; the job continues {where}"
+            await asyncio.to_thread(
+                self.jobs.transition, job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [message]
+            )
+
+    async def _keep_leases(self) -> None:
+        """Renew this gateway's leases (every third of their length), act on what changed elsewhere,
+        and adopt the jobs of gateways that stopped renewing theirs."""
+        if time.monotonic() < self._next_lease_check:
+            return
+        self._next_lease_check = time.monotonic() + self.leases.lease_s / 3
+        check = await asyncio.to_thread(self.leases.renew, list(self._runs))
+        for job_id in check.lost:
+            if (run := self._runs.get(job_id)) is not None:
+                logger.warning(
+                    "Job %s is now supervised by another gateway: its trainer here is killed", job_id
+                )
+                run.kill()
+        for job_id in check.ended:  # paused or cancelled through another gateway
+            self._stop_trainer(job_id)
+        await self._adopt_orphans()
 
     # notify() and stop_trainer() are called from request handlers' worker threads: hop onto the loop.
 
@@ -125,15 +155,23 @@ class JobScheduler:
     # -- the loop --------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        while True:
+        # Python 3.11's wait_for can swallow a cancellation that arrives as its timeout fires (the
+        # loop then never ended and shutdown hung); asyncio.timeout does not, and the flag ends it too.
+        while not self._shutting_down:
             self._wake.clear()
             await self.run_pass()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler_poll_s)
+                async with asyncio.timeout(self.settings.scheduler_poll_s):
+                    await self._wake.wait()
 
     async def run_pass(self) -> None:
         """One pass; a step that fails is logged and the next one runs."""
-        steps = (self._validate_pending, self.housekeeping.purge_expired_files, self._start_queued)
+        steps = (
+            self._keep_leases,
+            self._validate_pending,
+            self.housekeeping.purge_expired_files,
+            self._start_queued,
+        )
         for step in steps:
             try:
                 await step()
@@ -179,12 +217,9 @@ class JobScheduler:
             self._supervise(job, await self.executor.start(decision.spec))
 
     def _mark_running(self, job: JobRow, start: Start) -> bool:
-        fields = {"hyperparameters": start.hyperparameters}
-        if not self.jobs.transition(job.id, JobStatus.RUNNING, {JobStatus.QUEUED}, **fields):
-            return False  # cancelled meanwhile
-        for message in ("Fine-tuning job started", *start.notes):
-            self.jobs.add_event(job.id, message)
-        return True
+        fields = {"hyperparameters": start.hyperparameters, **self.leases.claim_fields()}
+        events = ["Fine-tuning job started", *start.notes]
+        return self.jobs.transition(job.id, JobStatus.RUNNING, {JobStatus.QUEUED}, events, **fields)
 
     # -- running jobs ----------------------------------------------------------------------------
 

@@ -116,12 +116,11 @@ class FineTuningService:
     ) -> FineTuningJob:
         """Apply a user-requested transition; 400 (never 409, which the SDK retries) when not allowed."""
         self.jobs.get(org_id, job_id)
-        if not self.jobs.transition(job_id, target, only_from):
+        if not self.jobs.transition(job_id, target, only_from, [event]):
             current = self.jobs.get(org_id, job_id).status
             raise InvalidRequest(
                 f"Job {job_id} is {current} and cannot be {verb}.", param="fine_tuning_job_id"
             )
-        self.jobs.add_event(job_id, event)
         return to_wire(self.jobs.get(org_id, job_id))
 
     def cancel(self, org_id: str, job_id: str) -> FineTuningJob:

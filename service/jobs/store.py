@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -105,10 +106,16 @@ class JobStore:
         return CursorPage[FineTuningJob](data=[to_wire(r) for r in page], has_more=has_more)
 
     def transition(
-        self, job_id: str, target: JobStatus, only_from: set[JobStatus] | None = None, **fields: Any
+        self,
+        job_id: str,
+        target: JobStatus,
+        only_from: set[JobStatus] | None = None,
+        events: Sequence[str | tuple[str, str]] = (),
+        **fields: Any,
     ) -> bool:
         """Move the job to `target` if its current state allows it (and is in `only_from`, when given);
-        set `fields` in the same update.
+        set `fields` and add `events` (messages, or (message, level) pairs) in the same transaction,
+        so that nobody sees the new state without the events that explain it.
 
         Returns False (and changes nothing) when the job is in a state that may not go to `target`.
         """
@@ -122,7 +129,11 @@ class JobStore:
                 .where(JobRow.id == job_id, JobRow.status.in_(allowed))
                 .values(status=target.value, **fields)
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            moved = bool(result.rowcount)  # type: ignore[attr-defined]
+            for event in events if moved else ():
+                message, level = (event, "info") if isinstance(event, str) else event
+                session.add(_event_row(job_id, level, message))
+            return moved
 
     def update_fields(self, job_id: str, **fields: Any) -> None:
         with self.db.session() as session:

@@ -113,15 +113,15 @@ class FileValidator:
             self._fail(job_id, result.problem)
             return
         assert result.stats is not None
-        if self.jobs.transition(
+        self.jobs.transition(
             job_id,
             JobStatus.QUEUED,
             _VALIDATING,
+            ["Files validated, moving job to queued state"],
             n_training_examples=result.stats.n_training_examples,
             longest_example_tokens=result.stats.longest_example_tokens,
-        ):
-            self.jobs.add_event(job_id, "Files validated, moving job to queued state")
+        )
 
     def _fail(self, job_id: str, problem: FileProblem) -> None:
-        if self.jobs.transition(job_id, JobStatus.FAILED, _VALIDATING, error=problem.model_dump()):
-            self.jobs.add_event(job_id, problem.message, level="error")
+        event = (problem.message, "error")
+        self.jobs.transition(job_id, JobStatus.FAILED, _VALIDATING, [event], error=problem.model_dump())

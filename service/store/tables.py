@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -62,6 +62,10 @@ class JobRow(Base):
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Times a trainer that died without reporting was started again (service/jobs/outcomes.py).
     trainer_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # While running: the gateway supervising it, and until when (unix time) unless it renews the
+    # lease; another gateway adopts the job after that (service/jobs/leases.py).
+    owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class CheckpointRow(Base):
