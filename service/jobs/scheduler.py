@@ -29,7 +29,7 @@ from service.jobs.fairness import fair_order
 from service.jobs.housekeeping import Housekeeping
 from service.jobs.inputs import AdmissionInputs
 from service.jobs.leases import JobLeases
-from service.jobs.outcomes import FailJob, Outcomes, RetryBudget, decide
+from service.jobs.outcomes import FailJob, Leave, Outcomes, RetryBudget, decide
 from service.jobs.progress import ProgressRecorder
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
@@ -242,6 +242,8 @@ class JobScheduler:
             budget = RetryBudget(current.trainer_retries, self.settings.trainer_max_retries)
             resume_step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job.id)
             verdict = decide(JobStatus(current.status), ended, budget, resume_step, self._shutting_down)
+            if current.owner not in (None, self.leases.owner):
+                verdict = Leave()  # another gateway adopted the job: its trainer decides it now
             await self.outcomes.apply(job, verdict)
         except Exception:
             logger.exception("Supervising the trainer of %s failed", job.id)

@@ -32,7 +32,13 @@ pytestmark = pytest.mark.anyio
 
 class World:
     def __init__(
-        self, tmp_path: Path, database_url: str, max_concurrent_jobs: int = 1, max_retries: int = 2
+        self,
+        tmp_path: Path,
+        database_url: str,
+        max_concurrent_jobs: int = 1,
+        max_retries: int = 2,
+        gateway_id: str = "gw-a",
+        job_lease_s: float = 30.0,
     ) -> None:
         self.tmp_path = tmp_path
         self.db = Database(database_url)
@@ -51,6 +57,8 @@ class World:
             trainer_max_retries=max_retries,
             trainer_stop_grace_s=5.0,
             scheduler_poll_s=0.05,
+            gateway_id=gateway_id,
+            job_lease_s=job_lease_s,
         )
         self.scheduler = JobScheduler(
             settings, self.jobs, self.checkpoints, self.files, catalog, fleet, self.executor
@@ -280,3 +288,53 @@ async def test_a_trainer_still_running_after_a_restart_is_attached_not_started_a
         assert world.executor.runs == [] and "Step 3/4: training loss=0.5000" in world.messages(job_id)
     finally:
         await world.scheduler.stop()
+
+
+async def test_jobs_created_on_two_gateways_each_run_exactly_once(tmp_path: Path, database_url: str) -> None:
+    a = World(tmp_path, database_url, max_concurrent_jobs=4, gateway_id="gw-a")
+    b = World(tmp_path, database_url, max_concurrent_jobs=4, gateway_id="gw-b")
+    await a.scheduler.start()
+    await b.scheduler.start()
+    try:
+        job_ids = [(a if i % 2 else b).job() for i in range(8)]
+        await until(lambda: len(a.executor.runs) + len(b.executor.runs) == 8)
+        await asyncio.sleep(0.5)  # several more passes on both gateways: nothing starts twice
+        runs = a.executor.runs + b.executor.runs
+        assert sorted(run.job_id for run in runs) == sorted(job_ids)
+        assert a.executor.runs and b.executor.runs  # both gateways took work
+        for world in (a, b):
+            for run in world.executor.runs:
+                run.report(world.result(run.job_id))
+                run.exit(0)
+        await until(lambda: all(a.row(job_id).status == "succeeded" for job_id in job_ids))
+    finally:
+        await a.scheduler.stop()
+        await b.scheduler.stop()
+
+
+async def test_a_gateway_that_stops_renewing_loses_its_job_to_another(
+    tmp_path: Path, database_url: str
+) -> None:
+    a = World(tmp_path, database_url, gateway_id="gw-a", job_lease_s=1.0)
+    b = World(tmp_path, database_url, gateway_id="gw-b", job_lease_s=1.0)
+    await a.scheduler.start()
+    job_id = a.job()
+    stranded = await a.run_of(job_id)
+    # A hangs (cut off from the database, say): its loop stops, its trainer keeps running.
+    assert a.scheduler._loop_task is not None
+    a.scheduler._loop_task.cancel()
+    await b.scheduler.start()
+    try:
+        adopted = await b.run_of(job_id)  # after A's lease expired, from the latest checkpoint
+        assert b.row(job_id).owner == "gw-b"
+        assert "The gateway supervising it stopped during training" in " ".join(b.messages(job_id))
+        # A comes back: its next lease check finds the job taken and kills its own trainer.
+        a.scheduler._next_lease_check = 0.0
+        await a.scheduler._keep_leases()
+        assert stranded.killed and not adopted.killed
+        adopted.report(b.result(job_id))
+        adopted.exit(0)
+        await until(lambda: b.row(job_id).status == "succeeded")
+    finally:
+        await b.scheduler.stop()
+        await a.scheduler.stop()
