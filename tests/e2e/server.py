@@ -54,9 +54,11 @@ def running_server(
     timeout_s: float = 600,
     extra_args: Sequence[str] = (),
     env_overrides: dict[str, str] | None = None,
+    log_name: str = "server.log",
 ) -> Iterator[Server]:
-    """A server on a free port, ready (its engine answers) when this yields; stopped afterwards."""
-    log_path = data_dir / "server.log"
+    """A server on a free port, ready (its engine answers) when this yields; stopped afterwards.
+    Several servers may share a data folder (cluster tests), each with its own `log_name`."""
+    log_path = data_dir / log_name
     port = free_port()
     env = {
         **os.environ,
