@@ -93,7 +93,8 @@ def decide(
 
 
 class Outcomes:
-    def __init__(self, jobs: JobStore, files: FileStore, fleet: EngineFleet) -> None:
+    def __init__(self, jobs: JobStore, files: FileStore, fleet: EngineFleet, owner: str) -> None:
+        self.owner = owner  # this gateway: it changes only the running jobs it owns
         self.jobs = jobs
         self.files = files
         self.fleet = fleet
@@ -108,14 +109,15 @@ class Outcomes:
 
     def fail(self, job_id: str, failure: FailJob, only_from: set[JobStatus]) -> None:
         error = {"code": failure.code, "message": failure.message, "param": failure.param}
-        self.jobs.transition(job_id, JobStatus.FAILED, only_from, [(failure.message, "error")], error=error)
+        event = (failure.message, "error")
+        self.jobs.transition(job_id, JobStatus.FAILED, only_from, [event], self.owner, error=error)
 
     def _requeue(self, job_id: str, requeue: Requeue) -> None:
         fields = {}
         if requeue.retry:
             fields["trainer_retries"] = self.jobs.get(None, job_id).trainer_retries + 1
         event = (requeue.message, "warn" if requeue.retry else "info")
-        self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [event], **fields)
+        self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [event], self.owner, **fields)
 
     async def _succeed(self, job: JobRow, result: ResultEvent) -> None:
         name, adapters = job.model_name, self.fleet.get(job.base_model).adapters
@@ -143,6 +145,7 @@ class Outcomes:
             JobStatus.SUCCEEDED,
             {JobStatus.RUNNING, JobStatus.PAUSED},
             [f"New fine-tuned model created: {job.model_name}", "The job has successfully completed"],
+            self.owner,
             fine_tuned_model=job.model_name,
             adapter_path=result.adapter_dir,
             trained_tokens=result.trained_tokens,

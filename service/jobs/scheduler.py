@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from service.catalog import ModelCatalog
 from service.config import Settings
@@ -60,7 +61,7 @@ class JobScheduler:
         self.validator = FileValidator(settings, jobs, files, fleet, on_done=self.notify)
         self.inputs = AdmissionInputs(settings, files, catalog, fleet, executor, self.housekeeping)
         self.progress = ProgressRecorder(jobs, checkpoints)
-        self.outcomes = Outcomes(jobs, files, fleet)
+        self.outcomes = Outcomes(jobs, files, fleet, self.leases.owner)
         self._wake = asyncio.Event()
         self._runs: dict[str, TrainerRun] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
@@ -217,7 +218,7 @@ class JobScheduler:
             self._supervise(job, await self.executor.start(decision.spec))
 
     def _mark_running(self, job: JobRow, start: Start) -> bool:
-        fields = {"hyperparameters": start.hyperparameters, **self.leases.claim_fields()}
+        fields: dict[str, Any] = {"hyperparameters": start.hyperparameters, **self.leases.claim_fields()}
         events = ["Fine-tuning job started", *start.notes]
         return self.jobs.transition(job.id, JobStatus.RUNNING, {JobStatus.QUEUED}, events, **fields)
 

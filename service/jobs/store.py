@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from service.errors import NotFound
 from service.ids import new_id
@@ -111,11 +111,13 @@ class JobStore:
         target: JobStatus,
         only_from: set[JobStatus] | None = None,
         events: Sequence[str | tuple[str, str]] = (),
+        running_owner: str | None = None,
         **fields: Any,
     ) -> bool:
         """Move the job to `target` if its current state allows it (and is in `only_from`, when given);
         set `fields` and add `events` (messages, or (message, level) pairs) in the same transaction,
-        so that nobody sees the new state without the events that explain it.
+        so that nobody sees the new state without the events that explain it. With `running_owner`, a
+        running job moves only while that gateway owns it (service/jobs/leases.py).
 
         Returns False (and changes nothing) when the job is in a state that may not go to `target`.
         """
@@ -123,12 +125,11 @@ class JobStore:
         if target.is_terminal:
             fields.setdefault("finished_at", int(time.time()))
             fields.setdefault("estimated_finish", None)
+        query = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(allowed))
+        if running_owner is not None:
+            query = query.where(or_(JobRow.status != JobStatus.RUNNING.value, JobRow.owner == running_owner))
         with self.db.session() as session:
-            result = session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.in_(allowed))
-                .values(status=target.value, **fields)
-            )
+            result = session.execute(query.values(status=target.value, **fields))
             moved = bool(result.rowcount)  # type: ignore[attr-defined]
             for event in events if moved else ():
                 message, level = (event, "info") if isinstance(event, str) else event

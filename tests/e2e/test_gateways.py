@@ -23,7 +23,7 @@ from tests.e2e.server import Server, running_server
 from tests.postgres import PostgresServer
 from tests.strict_format import jsonl, training_examples
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 LEASE_S = 4
 
