@@ -119,6 +119,14 @@ class Outcomes:
         event = (requeue.message, "warn" if requeue.retry else "info")
         self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [event], self.owner, **fields)
 
+    def continue_adopted(self, job_id: str, resume_step: int | None, restarted: bool) -> None:
+        """A running job this gateway adopted with no trainer to re-attach to: back to the queue, to
+        continue from its latest checkpoint. `restarted`: it was this gateway's own before."""
+        who = "server restarted" if restarted else "gateway supervising it stopped"
+        where = f"from checkpoint-{resume_step}" if resume_step else "from the start"
+        message = f"The {who} during training; the job continues {where}"
+        self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [message], self.owner)
+
     async def _succeed(self, job: JobRow, result: ResultEvent) -> None:
         name, adapters = job.model_name, self.fleet.get(job.base_model).adapters
         try:

@@ -109,14 +109,8 @@ class JobScheduler:
                 self._supervise(await asyncio.to_thread(self.jobs.get, None, job_id), run)
                 continue
             step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job_id)
-            where = f"from checkpoint-{step}" if step else "from the start"
-            who = (
-                "server restarted" if owner in (None, self.leases.owner) else "gateway supervising it stopped"
-            )
-            message = f"The {who} during training; the job continues {where}"
-            await asyncio.to_thread(
-                self.jobs.transition, job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [message]
-            )
+            restarted = owner in (None, self.leases.owner)
+            await asyncio.to_thread(self.outcomes.continue_adopted, job_id, step, restarted)
 
     async def _keep_leases(self) -> None:
         """Renew this gateway's leases (every third of their length), act on what changed elsewhere,
@@ -127,9 +121,7 @@ class JobScheduler:
         check = await asyncio.to_thread(self.leases.renew, list(self._runs))
         for job_id in check.lost:
             if (run := self._runs.get(job_id)) is not None:
-                logger.warning(
-                    "Job %s is now supervised by another gateway: its trainer here is killed", job_id
-                )
+                logger.warning("Another gateway adopted %s: its trainer here is killed", job_id)
                 run.kill()
         for job_id in check.ended:  # paused or cancelled through another gateway
             self._stop_trainer(job_id)
