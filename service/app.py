@@ -4,6 +4,7 @@ job scheduler."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +26,7 @@ from service.errors import install_error_handlers
 from service.files import FileStore, StorageQuota
 from service.ids import random_token
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.executor import TrainerExecutor
 from service.jobs.local_executor import LocalProcessExecutor
 from service.jobs.model_records import JobModelRecords
 from service.jobs.quotas import JobLimits
@@ -84,7 +86,7 @@ async def _start(
 
     # Fine-tuning: the model catalog, the job scheduler and the service the API calls.
     catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=int(time.time()))
-    executor = LocalProcessExecutor(data_dir / "jobs")
+    executor = _trainer_executor(settings, data_dir / "jobs")
     scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor)
     fine_tuning = FineTuningService(
         jobs,
@@ -108,6 +110,16 @@ async def _start(
     await scheduler.start()
     started.push_async_callback(scheduler.stop)
     return components
+
+
+def _trainer_executor(settings: Settings, jobs_dir: Path) -> TrainerExecutor:
+    if settings.executor == "ray":
+        # Imported only here: Ray is an optional dependency (the `cluster` extra).
+        from service.jobs.ray_executor import RayExecutor
+
+        python = settings.ray_python or sys.executable
+        return RayExecutor(settings.ray_address, jobs_dir, python, settings.ray_trainer_resources)
+    return LocalProcessExecutor(jobs_dir)
 
 
 def _components(app: FastAPI) -> Components:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,13 @@ class Settings(BaseSettings):
     # A trainer that dies without reporting (killed, crashed, its node lost) is started again from
     # its latest checkpoint this many times before the job fails (as a Kubernetes Job's backoffLimit).
     trainer_max_retries: int = Field(default=2, ge=0)
+    # Where trainers run: child processes of this gateway ("local"), or jobs on a Ray cluster ("ray",
+    # service/jobs/ray_executor.py: its Job API address, the resources one trainer asks for, and the
+    # Python with opentune installed on the Ray nodes; default: this gateway's).
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str = "http://127.0.0.1:8265"
+    ray_trainer_resources: dict[str, float] = Field(default_factory=lambda: {"CPU": 1.0})
+    ray_python: str | None = None
     # Several gateways on one database (cluster mode): each running job is owned by one gateway under
     # a lease it renews every lease/3 seconds; another gateway adopts the job once the lease has
     # expired. gateway_id names this gateway (default: host name and port, so that a gateway started

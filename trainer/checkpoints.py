@@ -33,3 +33,9 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
             continue
         return path
     return None
+
+
+def latest_step(checkpoints_dir: Path) -> int | None:
+    """The step of the checkpoint a new trainer would continue from, or None."""
+    found = latest_checkpoint(checkpoints_dir)
+    return checkpoint_step(found) if found else None

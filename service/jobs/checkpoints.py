@@ -20,13 +20,14 @@ class CheckpointStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, job: JobRow, step: int, name: str, path: str, metrics: dict[str, Any]) -> None:
+    def add(self, job: JobRow, step: int, name: str, path: str, metrics: dict[str, Any]) -> bool:
+        """Record an epoch checkpoint; False when it was recorded already (a trainer re-reporting)."""
         with self.db.session() as session:
             exists = session.scalar(
                 select(CheckpointRow.id).where(CheckpointRow.fine_tuned_model_checkpoint == name)
             )
             if exists:
-                return  # the same checkpoint reported again (a resumed trainer)
+                return False  # the same checkpoint reported again (a resumed or re-attached trainer)
             session.add(
                 CheckpointRow(
                     id=new_id("ftckpt", separator="_"),
@@ -40,6 +41,7 @@ class CheckpointStore:
                     path=path,
                 )
             )
+        return True
 
     def prune(self, job_id: str, kept_steps: list[int]) -> list[str]:
         """Delete the job's checkpoints at steps not in `kept_steps`; their model names."""

@@ -45,6 +45,7 @@ class TrainerExit:
 
 class TrainerRun(Protocol):
     job_id: str
+    ref: str  # the executor's handle for it (a pid, a Ray submission id), stored in the job row
 
     def events(self) -> AsyncIterator[TrainerEvent]:
         """The trainer's events as it reports them, until its output ends (it exited or was lost)."""
@@ -72,8 +73,9 @@ class TrainerExecutor(Protocol):
         """Start a trainer for `spec`; it continues from the latest checkpoint in its output_dir."""
         ...
 
-    async def attach(self, job_id: str) -> TrainerRun | None:
-        """A trainer for the job still running from before a gateway restart, or None."""
+    async def attach(self, job_id: str, ref: str | None) -> TrainerRun | None:
+        """The trainer `ref` (the run's handle stored in the job row) if the executor can still follow
+        it (running, or ended with its output kept), after a gateway restart; else None."""
         ...
 
     def latest_checkpoint_step(self, job_id: str) -> int | None:

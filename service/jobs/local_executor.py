@@ -18,7 +18,7 @@ from pathlib import Path
 
 from service.jobs.executor import Outcome, TrainerExit
 from service.processes import child_process_options, signal_group
-from trainer.checkpoints import checkpoint_step, latest_checkpoint
+from trainer.checkpoints import latest_step
 from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent, parse_event
 from trainer.spec import TrainingSpec
 
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 class LocalTrainerRun:
     def __init__(self, job_id: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
         self.job_id = job_id
+        self.ref = str(process.pid)
         self.process = process
         self.log_path = log_path
         self._outcome: Outcome | None = None
@@ -84,9 +85,8 @@ class LocalProcessExecutor:
             )
         return LocalTrainerRun(spec.job_id, process, log_path)
 
-    async def attach(self, job_id: str) -> LocalTrainerRun | None:
+    async def attach(self, job_id: str, ref: str | None) -> LocalTrainerRun | None:
         return None  # a local trainer gets SIGTERM when its gateway dies, and exits after a checkpoint
 
     def latest_checkpoint_step(self, job_id: str) -> int | None:
-        found = latest_checkpoint(self.output_dir(job_id) / "checkpoints")
-        return checkpoint_step(found) if found else None
+        return latest_step(self.output_dir(job_id) / "checkpoints")

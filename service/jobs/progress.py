@@ -43,6 +43,23 @@ class ProgressRecorder:
     def _checkpoint(self, job: JobRow, event: CheckpointEvent) -> list[str]:
         if event.epoch_end:
             name = checkpoint_model_name(job.model_name, event.step)
-            self.checkpoints.add(job, event.step, name, event.path, event.metrics)
-            self.jobs.add_event(job.id, f"Checkpoint created at step {event.step}: {name}")
+            if self.checkpoints.add(job, event.step, name, event.path, event.metrics):
+                self.jobs.add_event(job.id, f"Checkpoint created at step {event.step}: {name}")
         return self.checkpoints.prune(job.id, event.kept_epoch_steps)
+
+
+class Replay:
+    """A re-attached trainer's log starts from the beginning (Ray's does): its messages and metrics
+    up to the last step already recorded are skipped. Checkpoints always pass (recording one twice
+    changes nothing), as do the events after that step."""
+
+    def __init__(self, recorded_through_step: int | None) -> None:
+        self.through = recorded_through_step
+
+    def is_new(self, event: TrainerEvent) -> bool:
+        if self.through is None or isinstance(event, CheckpointEvent):
+            return True
+        if isinstance(event, MetricsEvent) and event.step > self.through:
+            self.through = None  # caught up: everything from here on is new
+            return True
+        return False

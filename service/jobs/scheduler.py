@@ -31,7 +31,7 @@ from service.jobs.housekeeping import Housekeeping
 from service.jobs.inputs import AdmissionInputs
 from service.jobs.leases import JobLeases
 from service.jobs.outcomes import FailJob, Leave, Outcomes, RetryBudget, decide
-from service.jobs.progress import ProgressRecorder
+from service.jobs.progress import ProgressRecorder, Replay
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.validation import FileValidator
@@ -104,9 +104,10 @@ class JobScheduler:
         for job_id, owner in await asyncio.to_thread(self.leases.adoptable, startup):
             if job_id in self._runs or not await asyncio.to_thread(self.leases.adopt, job_id, owner, startup):
                 continue
-            run = await self.executor.attach(job_id)
+            job = await asyncio.to_thread(self.jobs.get, None, job_id)
+            run = await self.executor.attach(job_id, job.trainer_ref)
             if run is not None:
-                self._supervise(await asyncio.to_thread(self.jobs.get, None, job_id), run)
+                self._supervise(job, run, await asyncio.to_thread(self.jobs.last_metrics_step, job_id))
                 continue
             step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job_id)
             restarted = owner in (None, self.leases.owner)
@@ -207,7 +208,9 @@ class JobScheduler:
         assert isinstance(decision, Start)
         if await asyncio.to_thread(self._mark_running, job, decision):
             self._last_start_by_org[job.organization_id] = time.monotonic()
-            self._supervise(job, await self.executor.start(decision.spec))
+            run = await self.executor.start(decision.spec)
+            self._supervise(job, run)
+            await asyncio.to_thread(self.jobs.update_fields, job.id, trainer_ref=run.ref)
 
     def _mark_running(self, job: JobRow, start: Start) -> bool:
         fields: dict[str, Any] = {"hyperparameters": start.hyperparameters, **self.leases.claim_fields()}
@@ -216,18 +219,22 @@ class JobScheduler:
 
     # -- running jobs ----------------------------------------------------------------------------
 
-    def _supervise(self, job: JobRow, run: TrainerRun) -> None:
+    def _supervise(self, job: JobRow, run: TrainerRun, recorded_through_step: int | None = None) -> None:
         self._runs[job.id] = run
-        task = asyncio.create_task(self._follow(job, run), name=f"trainer-{job.id}")
+        task = asyncio.create_task(
+            self._follow(job, run, Replay(recorded_through_step)), name=f"trainer-{job.id}"
+        )
         self._supervisors.add(task)
         task.add_done_callback(self._supervisors.discard)
 
-    async def _follow(self, job: JobRow, run: TrainerRun) -> None:
+    async def _follow(self, job: JobRow, run: TrainerRun, replay: Replay) -> None:
         """Record the trainer's events until it exits, then apply how it ended."""
         started_at = time.monotonic()
         try:
             adapters = self.fleet.get(job.base_model).adapters
             async for event in run.events():
+                if not replay.is_new(event):
+                    continue
                 for stale in await asyncio.to_thread(self.progress.record, job, event, started_at):
                     await adapters.unload(stale)
             ended = await run.wait()

@@ -63,6 +63,18 @@ class JobStore:
         with self.db.session() as session:
             return list(session.scalars(query.order_by(JobRow.finished_at)))
 
+    def last_metrics_step(self, job_id: str) -> int | None:
+        """The step of the job's latest metrics event, if any."""
+        with self.db.session() as session:
+            query = (
+                select(EventRow.data)
+                .where(EventRow.job_id == job_id, EventRow.type == "metrics")
+                .order_by(EventRow.seq.desc())
+                .limit(1)
+            )
+            data = session.scalar(query)
+        return int(data["step"]) if data and "step" in data else None
+
     def count_active(self, org_id: str) -> int:
         """The organization's jobs that hold or wait for a trainer (validating_files, queued,
         running, paused): what its active-jobs quota counts."""

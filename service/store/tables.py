@@ -66,6 +66,8 @@ class JobRow(Base):
     # lease; another gateway adopts the job after that (service/jobs/leases.py).
     owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The executor's handle of its current trainer (a Ray submission id), to re-attach to it.
+    trainer_ref: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class CheckpointRow(Base):

@@ -16,6 +16,7 @@ from trainer.spec import TrainingSpec
 class FakeRun:
     def __init__(self, job_id: str, spec: TrainingSpec | None, executor: FakeExecutor) -> None:
         self.job_id = job_id
+        self.ref = f"fake-{job_id}-{len(executor.runs)}"
         self.spec = spec
         self.executor = executor
         self.stop_requests = 0
@@ -74,7 +75,7 @@ class FakeExecutor:
         self.runs.append(run)
         return run
 
-    async def attach(self, job_id: str) -> FakeRun | None:
+    async def attach(self, job_id: str, ref: str | None) -> FakeRun | None:
         return self.attachable.pop(job_id, None)
 
     def latest_checkpoint_step(self, job_id: str) -> int | None:
