@@ -55,11 +55,12 @@ def running_server(
     extra_args: Sequence[str] = (),
     env_overrides: dict[str, str] | None = None,
     log_name: str = "server.log",
+    port: int | None = None,
 ) -> Iterator[Server]:
     """A server on a free port, ready (its engine answers) when this yields; stopped afterwards.
     Several servers may share a data folder (cluster tests), each with its own `log_name`."""
     log_path = data_dir / log_name
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "OPENTUNE_API_KEY": api_key,

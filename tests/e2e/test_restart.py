@@ -38,6 +38,7 @@ def test_kill_9_mid_job_then_restart(tiny_model: Path, tmp_path: Path) -> None:
         events_before = [e.id for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data]
         children = descendants(first.process.pid)
         assert any(" -m trainer " in c for c in children.values()), children
+        port = int(first.url.rsplit(":", 1)[1])
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait()
 
@@ -49,7 +50,9 @@ def test_kill_9_mid_job_then_restart(tiny_model: Path, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"children of the killed server are still running:\n{lines}"
             time.sleep(0.5)
 
-    with running_server(tiny_model, BASE_MODEL, tmp_path, API_KEY) as second:
+    # Started again on the same port, so with the same gateway id: it takes its job back at once
+    # (another gateway would wait for the job's lease to expire, tests/e2e/test_gateways.py).
+    with running_server(tiny_model, BASE_MODEL, tmp_path, API_KEY, port=port) as second:
         client = OpenAI(base_url=f"{second.url}/v1", api_key=API_KEY, max_retries=0)
         assert client.files.content(file.id).read() == data
         done = wait_for_job(client, job.id)

@@ -1,0 +1,91 @@
+"""A real Ray cluster on this machine for tests: a head node (which runs no trainer) and worker nodes
+offering the custom resource `trainer`, each a `ray start --block` process in its own process group,
+so that a test can kill one as a lost node. Ray's own CLI from this virtualenv."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RayCluster:
+    address: str  # the head's GCS, for `ray start --address`
+    dashboard_url: str  # the Job Submission API
+    logs: Path
+    nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def add_trainer_node(self) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"node-{len(self.nodes)}.log").open("wb")
+        command = [RAY, "start", f"--address={self.address}", "--num-cpus=1", '--resources={"trainer": 1}']
+        command += ["--object-store-memory=80000000", "--disable-usage-stats", "--block"]
+        node = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.nodes.append(node)
+        return node
+
+    def kill_node(self, node: subprocess.Popen[bytes]) -> None:
+        """The node is lost: its raylet, workers and whatever they run, at once."""
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+
+    def wait_for_trainer_nodes(self, count: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                nodes = httpx.get(f"{self.dashboard_url}/nodes?view=summary", timeout=5).json()
+                alive = [
+                    n
+                    for n in nodes["data"]["summary"]
+                    if n["raylet"]["state"] == "ALIVE" and "trainer" in n["raylet"].get("resourcesTotal", {})
+                ]
+                if len(alive) >= count:
+                    return
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"fewer than {count} Ray trainer nodes after {timeout_s} s")
+
+
+@contextmanager
+def ray_cluster(logs: Path, trainer_nodes: int = 2) -> Iterator[RayCluster]:
+    port, dashboard_port = _free_port(), _free_port()
+    head = [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}"]
+    head += ["--dashboard-host=127.0.0.1", "--num-cpus=1", "--object-store-memory=80000000"]
+    head += ["--disable-usage-stats", "--include-dashboard=true"]
+    done = subprocess.run(head, capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        raise RuntimeError(f"ray start --head failed:\n{done.stdout}\n{done.stderr}")
+    cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", logs)
+    try:
+        for _ in range(trainer_nodes):
+            cluster.add_trainer_node()
+        cluster.wait_for_trainer_nodes(trainer_nodes)
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGTERM)
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
