@@ -54,16 +54,15 @@ class RayCluster:
     def wait_for_trainer_nodes(self, count: int, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if self.nodes and self.nodes[-1].poll() is not None:
+                raise RuntimeError(f"a Ray node exited: see {self.logs}")
             try:
-                nodes = httpx.get(f"{self.dashboard_url}/nodes?view=summary", timeout=5).json()
-                alive = [
-                    n
-                    for n in nodes["data"]["summary"]
-                    if n["raylet"]["state"] == "ALIVE" and "trainer" in n["raylet"].get("resourcesTotal", {})
-                ]
+                found = httpx.get(f"{self.dashboard_url}/api/v0/nodes?detail=1", timeout=5).json()
+                nodes = found["data"]["result"]["result"]
+                alive = [n for n in nodes if n["state"] == "ALIVE" and "trainer" in n["resources_total"]]
                 if len(alive) >= count:
                     return
-            except (httpx.HTTPError, KeyError, ValueError):
+            except (httpx.HTTPError, KeyError, TypeError, ValueError):
                 pass
             time.sleep(1)
         raise RuntimeError(f"fewer than {count} Ray trainer nodes after {timeout_s} s")
@@ -80,9 +79,10 @@ def ray_cluster(logs: Path, trainer_nodes: int = 2) -> Iterator[RayCluster]:
         raise RuntimeError(f"ray start --head failed:\n{done.stdout}\n{done.stderr}")
     cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", logs)
     try:
-        for _ in range(trainer_nodes):
+        # One at a time: nodes starting together on two busy cores time out registering.
+        for count in range(1, trainer_nodes + 1):
             cluster.add_trainer_node()
-        cluster.wait_for_trainer_nodes(trainer_nodes)
+            cluster.wait_for_trainer_nodes(count)
         yield cluster
     finally:
         for node in cluster.nodes:
