@@ -83,7 +83,8 @@ def test_a_trainer_whose_node_is_lost_resumes_on_another_node(
     ) as gateway:
         client = OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0)
         job_id = _create(client, examples=12, epochs=3)
-        assert not any("-m trainer" in c for c in descendants(gateway.process.pid).values())
+        wait_for_job(client, job_id, until=lambda job: job.status == "running")
+        assert not any(f"/{job_id}/spec.json" in c for c in descendants(gateway.process.pid).values())
         wait_for_job(client, job_id, until=lambda _: _has_checkpoint(client, job_id))
         lost = _node_running(ray, job_id)
         ray.kill_node(ray.nodes[lost])
