@@ -43,9 +43,15 @@ class RayTrainerRun:
         self._outcome: Outcome | None = None
 
     async def events(self) -> AsyncIterator[TrainerEvent]:
-        pending = ""
-        async for chunk in self.client.tail_job_logs(self.ref):
-            pending += chunk
+        # The job's log, polled from an offset: Ray's log tail ends early for a job not yet running,
+        # and starting it again would replay what was read.
+        offset, pending, ended = 0, "", False
+        while not ended:
+            info = await asyncio.to_thread(self.client.get_job_info, self.ref)
+            ended = JobStatus(info.status).is_terminal()  # read the log once more after the end
+            text = await asyncio.to_thread(self.client.get_job_logs, self.ref)
+            pending += text[offset:]
+            offset = len(text)
             *lines, pending = pending.split("\n")
             for line in lines:
                 event = parse_event(line)
@@ -54,13 +60,11 @@ class RayTrainerRun:
                 if isinstance(event, ResultEvent | ErrorEvent | StoppedEvent):
                     self._outcome = event
                 yield event
+            if not ended:
+                await asyncio.sleep(_POLL_S)
 
     async def wait(self) -> TrainerExit:
-        while True:
-            info = await asyncio.to_thread(self.client.get_job_info, self.ref)
-            if JobStatus(info.status).is_terminal():
-                break
-            await asyncio.sleep(_POLL_S)
+        info = await asyncio.to_thread(self.client.get_job_info, self.ref)
         if self._outcome is None:
             logger.warning("Ray job %s of %s ended %s: %s", self.ref, self.job_id, info.status, info.message)
         return TrainerExit(info.driver_exit_code, self._outcome)

@@ -26,6 +26,8 @@ def wait_for_job(
             seen.append(job.status)
         if until(job):
             return job
+        if job.status in TERMINAL:  # it will not change any more: say so now, not at the timeout
+            raise AssertionError(f"job {job_id} ended {job.status} ({job.error}) before the awaited state")
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.status} after {timeout_s} s")
         time.sleep(0.2)
