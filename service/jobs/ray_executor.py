@@ -47,9 +47,16 @@ class RayTrainerRun:
         # and starting it again would replay what was read.
         offset, pending, ended = 0, "", False
         while not ended:
-            info = await asyncio.to_thread(self.client.get_job_info, self.ref)
-            ended = JobStatus(info.status).is_terminal()  # read the log once more after the end
-            text = await asyncio.to_thread(self.client.get_job_logs, self.ref)
+            try:
+                info = await asyncio.to_thread(self.client.get_job_info, self.ref)
+                ended = JobStatus(info.status).is_terminal()  # the log is read once more after the end
+                text = await asyncio.to_thread(self.client.get_job_logs, self.ref)
+            except RuntimeError as exc:
+                # The dashboard hiccuped, the job is not placed yet, or its node is lost with the log.
+                logger.info("No log of Ray job %s for now: %s", self.ref, str(exc)[:200])
+                if not ended:
+                    await asyncio.sleep(_POLL_S)
+                continue
             pending += text[offset:]
             offset = len(text)
             *lines, pending = pending.split("\n")
