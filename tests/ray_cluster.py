@@ -37,6 +37,9 @@ class RayCluster:
         log = (self.logs / f"node-{len(self.nodes)}.log").open("wb")
         command = [RAY, "start", f"--address={self.address}", "--num-cpus=1", '--resources={"trainer": 1}']
         command += ["--object-store-memory=80000000", "--disable-usage-stats", "--block"]
+        # Its own agent port: the Job API reads a job's log through the agent of the job's node, and
+        # nodes sharing a machine cannot all take the default one.
+        command += [f"--dashboard-agent-listen-port={_free_port()}"]
         node = subprocess.Popen(
             command,
             stdout=log,
@@ -73,7 +76,11 @@ def ray_cluster(logs: Path, trainer_nodes: int = 2) -> Iterator[RayCluster]:
     port, dashboard_port = _free_port(), _free_port()
     head = [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}"]
     head += ["--dashboard-host=127.0.0.1", "--num-cpus=1", "--object-store-memory=80000000"]
-    head += ["--disable-usage-stats", "--include-dashboard=true"]
+    head += [
+        "--disable-usage-stats",
+        "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={_free_port()}",
+    ]
     done = subprocess.run(head, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         raise RuntimeError(f"ray start --head failed:\n{done.stdout}\n{done.stderr}")
