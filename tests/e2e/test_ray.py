@@ -82,7 +82,7 @@ def test_a_trainer_whose_node_is_lost_resumes_on_another_node(
         tiny_model, BASE_MODEL, tmp_path, API_KEY, extra_args=args, env_overrides=_gateway_env(server, ray)
     ) as gateway:
         client = OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0)
-        job_id = _create(client, examples=12, epochs=3)
+        job_id = _create(client, examples=40, epochs=4)
         wait_for_job(client, job_id, until=lambda job: job.status == "running")
         assert not any(f"/{job_id}/spec.json" in c for c in descendants(gateway.process.pid).values())
         wait_for_job(client, job_id, until=lambda _: _has_checkpoint(client, job_id))
@@ -92,15 +92,12 @@ def test_a_trainer_whose_node_is_lost_resumes_on_another_node(
         done = wait_for_job(client, job_id)
         assert done.status == "succeeded", done.error
         messages = _messages(client, job_id)
-        assert any(
-            m.startswith("The trainer stopped unexpectedly") and "attempt 2 of 3" in m for m in messages
-        )
-        last = next(
-            e.data
-            for e in client.fine_tuning.jobs.list_events(job_id, limit=1000).data
-            if e.type == "metrics"
-        )
-        assert last["step"] == last["total_steps"] == 36
+        [retry] = [m for m in messages if m.startswith("The trainer stopped unexpectedly")]
+        assert retry.endswith("attempt 2 of 3")
+        resumed_from = int(retry.split("retrying from step ")[1].split(",")[0])
+        # The lost node's last lines never reached the gateway: the trainer may have saved later
+        # checkpoints than the last one it reported. It continues from the latest on disk.
+        assert resumed_from >= 40 and f"Resuming from the checkpoint at step {resumed_from}" in messages
         reply = client.chat.completions.create(
             model=done.fine_tuned_model or "", messages=[{"role": "user", "content": "x"}], max_tokens=4
         )
