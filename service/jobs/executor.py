@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from trainer.checkpoints import latest_step
 from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent
 from trainer.spec import TrainingSpec
 
@@ -81,3 +82,27 @@ class TrainerExecutor(Protocol):
     def latest_checkpoint_step(self, job_id: str) -> int | None:
         """The step of the checkpoint a new trainer for the job would continue from, or None."""
         ...
+
+
+class JobFolders:
+    """The data folder's layout for trainers: `{jobs_dir}/{job_id}/` holds spec.json, the trainer's
+    log and output/ (checkpoints, adapter, metrics). Executors that run trainers where this folder
+    is visible (a child process, Ray nodes sharing it) use it."""
+
+    def __init__(self, jobs_dir: Path) -> None:
+        self.jobs_dir = jobs_dir
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def output_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "output"
+
+    def write_spec(self, spec: TrainingSpec) -> Path:
+        self.job_dir(spec.job_id).mkdir(parents=True, exist_ok=True)
+        path = self.job_dir(spec.job_id) / "spec.json"
+        spec.write(path)
+        return path
+
+    def latest_checkpoint_step(self, job_id: str) -> int | None:
+        return latest_step(self.output_dir(job_id) / "checkpoints")

@@ -16,9 +16,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from service.jobs.executor import Outcome, TrainerExit
+from service.jobs.executor import JobFolders, Outcome, TrainerExit
 from service.processes import child_process_options, signal_group
-from trainer.checkpoints import latest_step
 from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent, parse_event
 from trainer.spec import TrainingSpec
 
@@ -62,17 +61,13 @@ class LocalTrainerRun:
 
 class LocalProcessExecutor:
     def __init__(self, jobs_dir: Path) -> None:
-        self.jobs_dir = jobs_dir
-
-    def output_dir(self, job_id: str) -> Path:
-        return self.jobs_dir / job_id / "output"
+        self.folders = JobFolders(jobs_dir)
+        self.output_dir = self.folders.output_dir
+        self.latest_checkpoint_step = self.folders.latest_checkpoint_step
 
     async def start(self, spec: TrainingSpec) -> LocalTrainerRun:
-        job_dir = self.jobs_dir / spec.job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = job_dir / "spec.json"
-        spec.write(spec_path)
-        log_path = job_dir / "trainer.log"
+        spec_path = self.folders.write_spec(spec)
+        log_path = self.folders.job_dir(spec.job_id) / "trainer.log"
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -87,6 +82,3 @@ class LocalProcessExecutor:
 
     async def attach(self, job_id: str, ref: str | None) -> LocalTrainerRun | None:
         return None  # a local trainer gets SIGTERM when its gateway dies, and exits after a checkpoint
-
-    def latest_checkpoint_step(self, job_id: str) -> int | None:
-        return latest_step(self.output_dir(job_id) / "checkpoints")

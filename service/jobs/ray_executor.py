@@ -23,8 +23,7 @@ from pathlib import Path
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from service.ids import random_token
-from service.jobs.executor import Outcome, TrainerExit
-from trainer.checkpoints import latest_step
+from service.jobs.executor import JobFolders, Outcome, TrainerExit
 from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent, parse_event
 from trainer.spec import TrainingSpec
 
@@ -102,18 +101,14 @@ class RayExecutor:
         resources: dict[str, float],
     ) -> None:
         self.client = JobSubmissionClient(address)
-        self.jobs_dir = jobs_dir
+        self.folders = JobFolders(jobs_dir)
+        self.output_dir = self.folders.output_dir
+        self.latest_checkpoint_step = self.folders.latest_checkpoint_step
         self.python = python
         self.resources = resources
 
-    def output_dir(self, job_id: str) -> Path:
-        return self.jobs_dir / job_id / "output"
-
     async def start(self, spec: TrainingSpec) -> RayTrainerRun:
-        job_dir = self.jobs_dir / spec.job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = job_dir / "spec.json"
-        spec.write(spec_path)
+        spec_path = self.folders.write_spec(spec)
         resources = dict(self.resources)
         submission_id = await asyncio.to_thread(
             self.client.submit_job,
@@ -139,6 +134,3 @@ class RayExecutor:
         # Even a Ray job that ended while no gateway watched: its log still holds how it ended.
         logger.info("Re-attached to Ray job %s of %s (%s)", ref, job_id, info.status)
         return RayTrainerRun(self.client, job_id, ref)
-
-    def latest_checkpoint_step(self, job_id: str) -> int | None:
-        return latest_step(self.output_dir(job_id) / "checkpoints")

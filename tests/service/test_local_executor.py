@@ -40,7 +40,7 @@ async def test_a_trainer_reports_typed_events_and_its_result(tiny_model: Path, t
     assert Path(ended.outcome.adapter_dir).is_dir()
     assert executor.latest_checkpoint_step("ftjob-ok") == 20
     assert (tmp_path / "jobs" / "ftjob-ok" / "trainer.log").exists()
-    assert await executor.attach("ftjob-ok") is None  # local trainers never outlive their gateway
+    assert await executor.attach("ftjob-ok", run.ref) is None  # local trainers never outlive their gateway
 
 
 async def test_a_stopped_trainer_says_where_it_stopped_and_a_killed_one_says_nothing(
