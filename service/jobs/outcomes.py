@@ -99,6 +99,17 @@ class Outcomes:
         self.files = files
         self.fleet = fleet
 
+    def verdict_for(
+        self, job_id: str, ended: TrainerExit, max_retries: int, resume_step: int | None, shutting_down: bool
+    ) -> Verdict:
+        """`decide` for the job as it is now; nothing for a job another gateway adopted meanwhile
+        (its own trainer decides it)."""
+        current = self.jobs.get(None, job_id)
+        if current.owner not in (None, self.owner):
+            return Leave()
+        budget = RetryBudget(current.trainer_retries, max_retries)
+        return decide(JobStatus(current.status), ended, budget, resume_step, shutting_down)
+
     async def apply(self, job: JobRow, verdict: Verdict) -> None:
         if isinstance(verdict, Succeed):
             await self._succeed(job, verdict.result)

@@ -30,7 +30,7 @@ from service.jobs.fairness import fair_order
 from service.jobs.housekeeping import Housekeeping
 from service.jobs.inputs import AdmissionInputs
 from service.jobs.leases import JobLeases
-from service.jobs.outcomes import FailJob, Leave, Outcomes, RetryBudget, decide
+from service.jobs.outcomes import FailJob, Outcomes
 from service.jobs.progress import ProgressRecorder, Replay
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
@@ -162,7 +162,7 @@ class JobScheduler:
         """One pass; a step that fails is logged and the next one runs."""
         steps = (
             self._keep_leases,
-            self._validate_pending,
+            self.validator.start_pending,
             self.housekeeping.purge_expired_files,
             self._start_queued,
         )
@@ -171,9 +171,6 @@ class JobScheduler:
                 await step()
             except Exception:
                 logger.exception("Scheduler step %s failed", step.__name__)
-
-    async def _validate_pending(self) -> None:
-        self.validator.start_pending()
 
     async def _start_queued(self) -> None:
         # Round-robin across organizations (fairness.py), first in, first out within one.
@@ -238,13 +235,10 @@ class JobScheduler:
                 for stale in await asyncio.to_thread(self.progress.record, job, event, started_at):
                     await adapters.unload(stale)
             ended = await run.wait()
-            current = await asyncio.to_thread(self.jobs.get, None, job.id)
-            budget = RetryBudget(current.trainer_retries, self.settings.trainer_max_retries)
             resume_step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job.id)
-            verdict = decide(JobStatus(current.status), ended, budget, resume_step, self._shutting_down)
-            if current.owner not in (None, self.leases.owner):
-                verdict = Leave()  # another gateway adopted the job: its trainer decides it now
-            await self.outcomes.apply(job, verdict)
+            limit = self.settings.trainer_max_retries
+            args = (job.id, ended, limit, resume_step, self._shutting_down)
+            await self.outcomes.apply(job, await asyncio.to_thread(self.outcomes.verdict_for, *args))
         except Exception:
             logger.exception("Supervising the trainer of %s failed", job.id)
             run.kill()

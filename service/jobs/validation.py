@@ -45,7 +45,7 @@ class FileValidator:
         self.on_done = on_done  # wakes the scheduler: a job may have become queued
         self._checks: dict[str, asyncio.Task[None]] = {}
 
-    def start_pending(self) -> None:
+    async def start_pending(self) -> None:
         """Start checking jobs in `validating_files`, up to the concurrency limit, in turn across
         organizations (one organization's many slow files must not hold up another's)."""
         pending = self.jobs.waiting_jobs(JobStatus.VALIDATING_FILES)
