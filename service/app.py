@@ -35,6 +35,7 @@ from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
 from service.openapi import build_openapi
 from service.store.database import open_database
+from trainer import storage
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +81,14 @@ async def _start(
     paths = model_paths or {c.name: resolve_model_path(c.model) for c in configs}
     fleet = await start_fleet(settings, configs, paths, data_dir / "logs")
     started.push_async_callback(fleet.stop)
-    files = FileStore(db, data_dir / "files", quota=StorageQuota.from_settings(settings))
+    root = settings.storage_root
+    files = FileStore(db, storage.join(root, "files"), quota=StorageQuota.from_settings(settings))
     jobs = JobStore(db)
     checkpoints = CheckpointStore(db)
 
     # Fine-tuning: the model catalog, the job scheduler and the service the API calls.
     catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=int(time.time()))
-    executor = _trainer_executor(settings, data_dir / "jobs")
+    executor = _trainer_executor(settings, storage.join(root, "jobs"), data_dir / "jobs")
     scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor)
     fine_tuning = FineTuningService(
         jobs,
@@ -112,14 +114,14 @@ async def _start(
     return components
 
 
-def _trainer_executor(settings: Settings, jobs_dir: Path) -> TrainerExecutor:
+def _trainer_executor(settings: Settings, jobs: str, logs_dir: Path) -> TrainerExecutor:
     if settings.executor == "ray":
         # Imported only here: Ray is an optional dependency (the `cluster` extra).
         from service.jobs.ray_executor import RayExecutor
 
         python = settings.ray_python or sys.executable
-        return RayExecutor(settings.ray_address, jobs_dir, python, settings.ray_trainer_resources)
-    return LocalProcessExecutor(jobs_dir)
+        return RayExecutor(settings.ray_address, jobs, python, settings.ray_trainer_resources)
+    return LocalProcessExecutor(jobs, logs_dir)
 
 
 def _components(app: FastAPI) -> Components:

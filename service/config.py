@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; defaults to SQLite in the data folder."
     )
+    storage_url: str | None = Field(
+        default=None,
+        description="Where files, checkpoints and adapters are stored: s3://bucket/prefix (credentials "
+        "and endpoint from the AWS_* variables); defaults to the data folder.",
+        pattern=r"^s3://[^/]+(/.*)?$",
+    )
 
     # The base model: a hub id or a local folder. Its served name defaults to the value as given (as vLLM).
     model: str = DEFAULT_MODEL
@@ -121,3 +127,8 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'opentune.db'}"
+
+    @property
+    def storage_root(self) -> str:
+        """The storage location (trainer/storage.py) that files and job folders live under."""
+        return (self.storage_url or "").rstrip("/") or str(self.data_dir.resolve())

@@ -1,12 +1,14 @@
-"""Uploaded files: bytes in the blob folder under their id (never the user's filename), rows in the db."""
+"""Uploaded files: bytes in storage under their id (never the user's filename), rows in the db.
+
+Storage is the data folder or object storage (trainer/storage.py): an upload is streamed through
+(to S3 as a multipart upload), with the size limit and the organization's quota checked as the
+bytes pass, so the gateway never holds a whole file in memory."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import delete, func, or_, select
@@ -18,6 +20,7 @@ from service.pagination import paginate
 from service.protocol.common import DeletedObject, IdCursorPage
 from service.protocol.files import UPLOADABLE_PURPOSES, FileObject
 from service.store import Database, FileRow
+from trainer import storage
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -52,17 +55,17 @@ class StorageQuota:
 
 
 class FileStore:
-    def __init__(self, db: Database, blob_dir: Path, quota: StorageQuota | None = None) -> None:
+    def __init__(self, db: Database, blobs: str, quota: StorageQuota | None = None) -> None:
+        """`blobs`: the storage location (a folder, or s3://bucket/prefix/files) of the bytes."""
         self.db = db
-        self.blob_dir = blob_dir
+        self.blobs = blobs
         self.quota = quota  # None: no per-organization limit
         # Called with each file row removed (deleted or expired), e.g. to drop data derived from it.
         self.on_remove: list[Callable[[FileRow], None]] = []
-        blob_dir.mkdir(parents=True, exist_ok=True)
 
-    def path_of(self, file_id: str) -> Path:
-        # Ids are generated here ([A-Za-z0-9-]), so this cannot leave blob_dir.
-        return self.blob_dir / file_id
+    def location_of(self, file_id: str) -> str:
+        # Ids are generated here ([A-Za-z0-9-]), so this cannot leave the files folder.
+        return storage.join(self.blobs, file_id)
 
     def create(
         self,
@@ -81,29 +84,9 @@ class FileStore:
             )
         bytes_left = self._check_quota(org_id) if not internal else None
         file_id = new_id("file")
-        final = self.path_of(file_id)
-        partial = final.with_suffix(".partial")
-        size = 0
-        try:
-            with partial.open("wb") as out:
-                while chunk := stream.read(_CHUNK):
-                    size += len(chunk)
-                    if size > MAX_FILE_BYTES:
-                        raise InvalidRequest(
-                            f"File is too large: the limit is {MAX_FILE_BYTES // (1024 * 1024)} MB.",
-                            param="file",
-                            code="file_too_large",
-                        )
-                    if bytes_left is not None and size > bytes_left:
-                        raise QuotaExceeded(
-                            f"This file would exceed your organization's storage quota "
-                            f"({bytes_left:,} bytes left); delete files to make room.",
-                            param="file",
-                        )
-                    out.write(chunk)
-            os.replace(partial, final)
-        finally:
-            partial.unlink(missing_ok=True)
+        location = self.location_of(file_id)
+        counted = _LimitedReader(stream, bytes_left)
+        storage.write_stream(location, counted)  # nothing is left there when the reader raises
         now = int(time.time())
         row = FileRow(
             id=file_id,
@@ -112,14 +95,14 @@ class FileStore:
             expires_at=now + expires_after_s if expires_after_s else None,
             filename=_display_name(filename),
             purpose=purpose,
-            bytes=size,
+            bytes=counted.size,
             status="processed",
         )
         try:
             with self.db.session() as session:
                 session.add(row)
         except BaseException:
-            final.unlink(missing_ok=True)
+            storage.remove(location)
             raise
         return to_wire(row)
 
@@ -140,10 +123,14 @@ class FileStore:
             )
         return max(0, self.quota.max_bytes - int(n_bytes))
 
-    def create_from_path(self, org_id: str, source: Path, filename: str, purpose: str) -> FileObject:
-        """Store a file the server produced itself (e.g. a result CSV)."""
-        with source.open("rb") as stream:
+    def create_from(self, org_id: str, source: str, filename: str, purpose: str) -> FileObject:
+        """Store a file the server produced itself (e.g. a trainer's result CSV, at a location)."""
+        with storage.local_copy(source) as path, path.open("rb") as stream:
             return self.create(org_id, stream, filename, purpose, internal=True)
+
+    def read(self, row: FileRow) -> Iterator[bytes]:
+        """The file's bytes, streamed from storage."""
+        return storage.iter_bytes(self.location_of(row.id))
 
     def get(self, org_id: str, file_id: str) -> FileRow:
         with self.db.session() as session:
@@ -158,7 +145,7 @@ class FileStore:
     def _remove(self, row: FileRow) -> None:
         with self.db.session() as session:
             session.execute(delete(FileRow).where(FileRow.id == row.id))
-        self.path_of(row.id).unlink(missing_ok=True)
+        storage.remove(self.location_of(row.id))
         for listener in self.on_remove:
             listener(row)
 
@@ -201,6 +188,33 @@ class FileStore:
     def delete(self, org_id: str, file_id: str) -> DeletedObject:
         self._remove(self.get(org_id, file_id))
         return DeletedObject(id=file_id, object="file", deleted=True)
+
+
+class _LimitedReader:
+    """Reads through to `stream`, counting, and raises (so the store keeps nothing) past the
+    file size limit or the organization's bytes left (None: no quota)."""
+
+    def __init__(self, stream: BinaryIO, bytes_left: int | None) -> None:
+        self.stream = stream
+        self.bytes_left = bytes_left
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.size += len(chunk)
+        if self.size > MAX_FILE_BYTES:
+            raise InvalidRequest(
+                f"File is too large: the limit is {MAX_FILE_BYTES // (1024 * 1024)} MB.",
+                param="file",
+                code="file_too_large",
+            )
+        if self.bytes_left is not None and self.size > self.bytes_left:
+            raise QuotaExceeded(
+                f"This file would exceed your organization's storage quota "
+                f"({self.bytes_left:,} bytes left); delete files to make room.",
+                param="file",
+            )
+        return chunk
 
 
 def _expired(row: FileRow) -> bool:

@@ -12,51 +12,62 @@ import argparse
 import fcntl
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from trainer.data import DataValidationError
 from trainer.events import EventWriter
 from trainer.formatting import TemplateError
 from trainer.model import ModelLoadError
 from trainer.spec import TrainingSpec
+from trainer.staging import StoredOutputEvents, stage
 from trainer.stopping import StopRequest
 
 
-def _event_stream() -> EventWriter:
+def _event_stream() -> TextIO:
     """Keep the real stdout for events and send everything else printed (libraries) to stderr."""
     events_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    return EventWriter(os.fdopen(events_fd, "w", buffering=1))
+    return os.fdopen(events_fd, "w", buffering=1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
-    parser.add_argument("spec", type=Path, help="job spec JSON (see trainer/spec.py)")
+    parser.add_argument("spec", help="job spec JSON (see trainer/spec.py): a path or an s3:// URL")
     args = parser.parse_args(argv)
     spec = TrainingSpec.read(args.spec)
-    events = _event_stream()
+    stream = _event_stream()
+    stop_requested = StopRequest()
+    stop_requested.install()
+    try:
+        if spec.stored is None:
+            return _train(spec, EventWriter(stream), stop_requested)
+        # The job's bytes are in object storage: train in a scratch copy (trainer/staging.py).
+        with tempfile.TemporaryDirectory(prefix=f"opentune-{spec.job_id}-") as scratch:
+            staged = stage(spec, Path(scratch))
+            return _train(staged, StoredOutputEvents(stream, staged), stop_requested)
+    finally:
+        stop_requested.answered()
+
+
+def _train(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest) -> int:
     # One trainer per job folder: a trainer started for a job whose previous trainer is still
-    # saving its last checkpoint (a restarted server) waits for it.
+    # saving its last checkpoint (a restarted server) waits for it. (In object storage, the job's
+    # lease keeps a second trainer away: service/jobs/leases.py.)
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     lock = (spec.output_dir / "trainer.lock").open("w")
     fcntl.flock(lock, fcntl.LOCK_EX)
-
-    stop_requested = StopRequest()
-    stop_requested.install()
 
     # Heavy imports after the signal handler is in place.
     if spec.method == "dpo":
         from trainer.dpo import run_dpo as run
     else:
         from trainer.sft import run_sft as run
-
-    try:
-        return _run(run, spec, events, stop_requested)
-    finally:
-        stop_requested.answered()
+    return _run(run, spec, events, stop_requested)
 
 
 def _run(

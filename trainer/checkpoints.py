@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+from trainer import storage
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -39,3 +41,20 @@ def latest_step(checkpoints_dir: Path) -> int | None:
     """The step of the checkpoint a new trainer would continue from, or None."""
     found = latest_checkpoint(checkpoints_dir)
     return checkpoint_step(found) if found else None
+
+
+def latest_stored_step(checkpoints: str) -> int | None:
+    """`latest_step` for a checkpoints folder at a storage location (trainer/storage.py). A stored
+    checkpoint is complete once its trainer_state.json is there: it is copied last."""
+    if not storage.is_remote(checkpoints):
+        return latest_step(Path(checkpoints))
+    names = storage.children(checkpoints)
+    steps = sorted(int(m.group(1)) for name in names if (m := _CHECKPOINT.match(name)))
+    for step in reversed(steps):
+        if storage.exists(storage.join(checkpoints, f"checkpoint-{step}", "trainer_state.json")):
+            return step
+    return None
+
+
+# What only resuming training reads in a checkpoint folder; serving it as a model needs none of it.
+RESUME_STATE_FILES = frozenset({"optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"})

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from trainer import storage
+
 
 class LoraSettings(BaseModel):
     r: int = 16
@@ -14,6 +16,17 @@ class LoraSettings(BaseModel):
     dropout: float = 0.05
     # "all-linear" is peft's shorthand for every linear layer except the output head.
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class StoredLocations(BaseModel):
+    """Where the job's bytes are when they live in object storage (trainer/storage.py locations).
+    The trainer then copies its inputs in and its output out (trainer/staging.py), and the spec's
+    path fields are relative: resolved in a scratch folder on the machine it runs on."""
+
+    training_file: str
+    validation_file: str | None = None
+    init_adapter: str | None = None
+    output: str
 
 
 class TrainingSpec(BaseModel):
@@ -46,6 +59,7 @@ class TrainingSpec(BaseModel):
     keep_epoch_checkpoints: int = Field(default=3, ge=1)
     # Validation runs about this many times over the job (and at the end), when there is a file.
     evaluations_per_job: int = Field(default=10, ge=1)
+    stored: StoredLocations | None = None
 
     @property
     def adapter_dir(self) -> Path:
@@ -60,8 +74,9 @@ class TrainingSpec(BaseModel):
         return self.output_dir / "metrics.csv"
 
     @classmethod
-    def read(cls, path: Path) -> TrainingSpec:
-        return cls.model_validate_json(path.read_text())
+    def read(cls, location: str) -> TrainingSpec:
+        """From a local path or a storage location (trainer/storage.py)."""
+        return cls.model_validate_json(b"".join(storage.iter_bytes(location)))
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2))

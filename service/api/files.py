@@ -1,7 +1,7 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from service.deps import ComponentsDep, PrincipalDep
 from service.files import parse_expires_after
@@ -47,8 +47,10 @@ def delete_file(c: ComponentsDep, who: PrincipalDep, file_id: str) -> DeletedObj
     return c.files.delete(who.organization_id, file_id)
 
 
-@router.get("/files/{file_id}/content", response_class=FileResponse)
-def file_content(c: ComponentsDep, who: PrincipalDep, file_id: str) -> FileResponse:
-    """The exact bytes that were uploaded."""
+@router.get("/files/{file_id}/content", response_class=StreamingResponse)
+def file_content(c: ComponentsDep, who: PrincipalDep, file_id: str) -> StreamingResponse:
+    """The exact bytes that were uploaded, streamed from storage."""
     row = c.files.get(who.organization_id, file_id)
-    return FileResponse(c.files.path_of(row.id), media_type="application/octet-stream")
+    return StreamingResponse(
+        c.files.read(row), media_type="application/octet-stream", headers={"content-length": str(row.bytes)}
+    )

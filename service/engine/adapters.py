@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import Counter, OrderedDict
 
+from service.engine.adapter_cache import AdapterCache
 from service.engine.client import EngineClient
 from service.errors import AdapterLoadError, EngineRejected
 
@@ -20,9 +21,12 @@ logger = logging.getLogger(__name__)
 
 
 class AdapterRegistry:
-    def __init__(self, engine: EngineClient, max_resident: int) -> None:
+    def __init__(self, engine: EngineClient, max_resident: int, cache: AdapterCache | None = None) -> None:
+        """`cache`: where adapters in object storage are copied for the engine (None: every
+        adapter location is a local folder)."""
         self.engine = engine
         self.max_resident = max_resident
+        self.cache = cache
         self._resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self._in_use: Counter[str] = Counter()
         self._lock = asyncio.Lock()
@@ -32,16 +36,16 @@ class AdapterRegistry:
     def resident(self) -> list[str]:
         return list(self._resident)
 
-    async def ensure_loaded(self, name: str, path: str) -> None:
+    async def ensure_loaded(self, name: str, location: str) -> None:
         """Load the adapter if the engine lacks it, and mark it most recently used."""
         async with self._lock:
-            await self._load(name, path)
+            await self._load(name, location)
             await self._evict(keep=name)
 
-    async def acquire(self, name: str, path: str) -> None:
+    async def acquire(self, name: str, location: str) -> None:
         """Like ensure_loaded, and hold the adapter (not evictable) until `release(name)`."""
         async with self._lock:
-            await self._load(name, path)
+            await self._load(name, location)
             self._in_use[name] += 1
             try:
                 await self._evict(keep=name)
@@ -63,10 +67,11 @@ class AdapterRegistry:
         """The engine restarted empty: adapters come back on demand."""
         self._resident.clear()
 
-    async def _load(self, name: str, path: str) -> None:
+    async def _load(self, name: str, location: str) -> None:
         if name in self._resident:
             self._resident.move_to_end(name)
             return
+        path = await self._local_path(name, location)
         try:
             await self.engine.load_adapter(name, path)
         except EngineRejected as exc:
@@ -74,7 +79,15 @@ class AdapterRegistry:
                 raise AdapterLoadError(f"the engine could not load adapter '{name}': {exc.body}") from exc
         self._resident[name] = None
         self.loads += 1
-        logger.info("Loaded adapter %s from %s", name, path)
+        logger.info("Loaded adapter %s from %s", name, location)
+
+    async def _local_path(self, name: str, location: str) -> str:
+        if self.cache is None:
+            return location
+        try:
+            return await asyncio.to_thread(self.cache.local_path, location)
+        except Exception as exc:  # storage unreachable, or the adapter is gone from it
+            raise AdapterLoadError(f"adapter '{name}' could not be copied from storage: {exc}") from exc
 
     async def _evict(self, keep: str) -> None:
         while len(self._resident) > self.max_resident:

@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr
 
 from service.config import Settings
+from service.engine.adapter_cache import AdapterCache
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.process import ManagedEngine
@@ -153,7 +154,7 @@ async def _connect(settings: Settings, config: BaseModelConfig, model_path: Path
     except BaseException:
         await client.close()
         raise
-    return ServedBase(config.name, model_path, client, AdapterRegistry(client, settings.engine_max_adapters))
+    return ServedBase(config.name, model_path, client, _adapters(settings, client))
 
 
 async def _start_managed(
@@ -168,7 +169,12 @@ async def _start_managed(
         await managed.stop()
         await client.close()
         raise
-    adapters = AdapterRegistry(client, settings.engine_max_adapters)
+    adapters = _adapters(settings, client)
     base = ServedBase(config.name, model_path, client, adapters, managed)
     base.supervisor = asyncio.create_task(managed.supervise(client, adapters.forget_all))
     return base
+
+
+def _adapters(settings: Settings, client: EngineClient) -> AdapterRegistry:
+    cache = AdapterCache(settings.data_dir.resolve() / "cache" / "adapters")
+    return AdapterRegistry(client, settings.engine_max_adapters, cache)

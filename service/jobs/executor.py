@@ -10,13 +10,14 @@ the job continues from its latest checkpoint instead.
 
 from __future__ import annotations
 
+import io
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from trainer.checkpoints import latest_step
+from trainer import storage
+from trainer.checkpoints import latest_stored_step
 from trainer.events import ErrorEvent, ResultEvent, StoppedEvent, TrainerEvent
 from trainer.spec import TrainingSpec
 
@@ -66,12 +67,13 @@ class TrainerRun(Protocol):
 
 
 class TrainerExecutor(Protocol):
-    def output_dir(self, job_id: str) -> Path:
-        """Where the job's trainer writes checkpoints and its adapter (the spec's output_dir)."""
+    def output(self, job_id: str) -> str:
+        """Where the job's trainer writes checkpoints, its adapter and metrics: a storage location
+        (trainer/storage.py), the spec's output_dir or, in object storage, its `stored.output`."""
         ...
 
     async def start(self, spec: TrainingSpec) -> TrainerRun:
-        """Start a trainer for `spec`; it continues from the latest checkpoint in its output_dir."""
+        """Start a trainer for `spec`; it continues from the latest checkpoint in its output."""
         ...
 
     async def attach(self, job_id: str, ref: str | None) -> TrainerRun | None:
@@ -85,24 +87,20 @@ class TrainerExecutor(Protocol):
 
 
 class JobFolders:
-    """The data folder's layout for trainers: `{jobs_dir}/{job_id}/` holds spec.json, the trainer's
-    log and output/ (checkpoints, adapter, metrics). Executors that run trainers where this folder
-    is visible (a child process, Ray nodes sharing it) use it."""
+    """Where trainers find their jobs: `{jobs}/{job_id}/spec.json` and `{jobs}/{job_id}/output/`
+    (checkpoints, adapter, metrics), under the storage root: the data folder, or object storage
+    (`OPENTUNE_STORAGE_URL`), which is what lets a trainer run on any machine."""
 
-    def __init__(self, jobs_dir: Path) -> None:
-        self.jobs_dir = jobs_dir
+    def __init__(self, jobs: str) -> None:
+        self.jobs = jobs
 
-    def job_dir(self, job_id: str) -> Path:
-        return self.jobs_dir / job_id
+    def output(self, job_id: str) -> str:
+        return storage.join(self.jobs, job_id, "output")
 
-    def output_dir(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "output"
-
-    def write_spec(self, spec: TrainingSpec) -> Path:
-        self.job_dir(spec.job_id).mkdir(parents=True, exist_ok=True)
-        path = self.job_dir(spec.job_id) / "spec.json"
-        spec.write(path)
-        return path
+    def write_spec(self, spec: TrainingSpec) -> str:
+        location = storage.join(self.jobs, spec.job_id, "spec.json")
+        storage.write_stream(location, io.BytesIO(spec.model_dump_json(indent=2).encode()))
+        return location
 
     def latest_checkpoint_step(self, job_id: str) -> int | None:
-        return latest_step(self.output_dir(job_id) / "checkpoints")
+        return latest_stored_step(storage.join(self.output(job_id), "checkpoints"))

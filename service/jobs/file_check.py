@@ -10,6 +10,8 @@ goes wrong with it (a crash, the memory limit, the time limit, garbage on stdout
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.processes import child_process_options, stop_process
+from trainer import storage
 from trainer.file_stats import FileProblem, InspectionResult
 
 logger = logging.getLogger(__name__)
@@ -29,8 +32,8 @@ _CODE = "invalid_training_file"
 
 @dataclass(frozen=True)
 class FileCheckRequest:
-    training_file: Path
-    validation_file: Path | None
+    training_file: str  # storage locations (trainer/storage.py); remote ones are copied here first
+    validation_file: str | None
     method: str
     tokenizer_dir: Path | None  # the base model's folder, to count tokens (None: not counted)
     max_seq_length: int
@@ -54,6 +57,23 @@ def _command(request: FileCheckRequest, limits: FileCheckLimits) -> list[str]:
 
 async def check_files(request: FileCheckRequest, limits: FileCheckLimits) -> InspectionResult:
     """The child's result: the files' stats, or the problem that fails the job."""
+    with contextlib.ExitStack() as copies:
+        # Files in object storage are checked from a local copy, fetched here rather than in the
+        # child: its memory limit is for the file's content, not for an S3 client's threads.
+        local = await asyncio.to_thread(_local_files, request, copies)
+        return await _check(local, limits)
+
+
+def _local_files(request: FileCheckRequest, copies: contextlib.ExitStack) -> FileCheckRequest:
+    def local(location: str) -> str:
+        return str(copies.enter_context(storage.local_copy(location)))
+
+    training = local(request.training_file)
+    validation = local(request.validation_file) if request.validation_file else None
+    return dataclasses.replace(request, training_file=training, validation_file=validation)
+
+
+async def _check(request: FileCheckRequest, limits: FileCheckLimits) -> InspectionResult:
     process = await asyncio.create_subprocess_exec(
         *_command(request, limits),
         stdin=asyncio.subprocess.DEVNULL,

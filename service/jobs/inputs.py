@@ -19,6 +19,7 @@ from service.jobs.hyperparameters import default_batch_size, is_auto
 from service.jobs.spec import JobInputs
 from service.jobs.training_options import TrainingOptions, parse_training_options
 from service.store import JobRow
+from trainer import storage
 
 
 class AdmissionInputs:
@@ -45,9 +46,9 @@ class AdmissionInputs:
         inputs = JobInputs(
             options=options,
             base_model_path=base_path,
-            training_file=self.files.path_of(job.training_file),
-            validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
-            output_dir=self.executor.output_dir(job.id),
+            training_file=self.files.location_of(job.training_file),
+            validation_file=self.files.location_of(job.validation_file) if job.validation_file else None,
+            output=self.executor.output(job.id),
             token_cache_dir=self.housekeeping.token_cache_dir(job.organization_id),
             init_adapter=init_adapter,
         )
@@ -68,7 +69,7 @@ class AdmissionInputs:
                 return param
         return None
 
-    def _adapter_to_continue(self, job: JobRow) -> tuple[Path | None, bool]:
+    def _adapter_to_continue(self, job: JobRow) -> tuple[str | None, bool]:
         """The adapter of the fine-tuned model the job continues from (None for a base model), and
         whether that model is gone."""
         if job.model == job.base_model:
@@ -77,9 +78,9 @@ class AdmissionInputs:
             served = self.catalog.resolve(job.organization_id, job.model)
         except NotFound:
             return None, True
-        if not served.adapter_path or not Path(served.adapter_path).is_dir():
+        if not served.adapter_path or not storage.exists(served.adapter_path):
             return None, True
-        return Path(served.adapter_path), False
+        return served.adapter_path, False
 
     def _batch_size_limit(
         self, job: JobRow, base_path: Path, options: TrainingOptions

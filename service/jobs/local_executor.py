@@ -60,20 +60,24 @@ class LocalTrainerRun:
 
 
 class LocalProcessExecutor:
-    def __init__(self, jobs_dir: Path) -> None:
-        self.folders = JobFolders(jobs_dir)
-        self.output_dir = self.folders.output_dir
+    def __init__(self, jobs: str, logs_dir: Path) -> None:
+        """`jobs`: the storage location of job folders (JobFolders); `logs_dir`: the local folder
+        where each job's trainer.log is kept (`{logs_dir}/{job_id}/trainer.log`)."""
+        self.folders = JobFolders(jobs)
+        self.output = self.folders.output
         self.latest_checkpoint_step = self.folders.latest_checkpoint_step
+        self.logs_dir = logs_dir
 
     async def start(self, spec: TrainingSpec) -> LocalTrainerRun:
-        spec_path = self.folders.write_spec(spec)
-        log_path = self.folders.job_dir(spec.job_id) / "trainer.log"
+        spec_location = await asyncio.to_thread(self.folders.write_spec, spec)
+        log_path = self.logs_dir / spec.job_id / "trainer.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "trainer",
-                str(spec_path),
+                spec_location,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 **child_process_options(PYTHONUNBUFFERED="1"),

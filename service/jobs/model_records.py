@@ -3,13 +3,13 @@ fine-tuned models are succeeded jobs' rows, checkpoint models are checkpoint row
 
 from __future__ import annotations
 
-import shutil
 import time
 
 from service.catalog import ServedModel
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.store import JobStore
 from service.store import CheckpointRow, JobRow
+from trainer import storage
 
 
 class JobModelRecords:
@@ -32,7 +32,7 @@ class JobModelRecords:
         elif model.job_id:
             self.jobs.update_fields(model.job_id, model_deleted_at=int(time.time()))
         if model.adapter_path:
-            shutil.rmtree(model.adapter_path, ignore_errors=True)
+            storage.remove(model.adapter_path)
 
 
 def _fine_tuned_model(row: JobRow) -> ServedModel:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from service.engine.fleet import EngineFleet
 from service.errors import AdapterLoadError, EngineUnreachable
@@ -156,8 +155,8 @@ class Outcomes:
             await adapters.unload(name)
 
     def _record_success(self, job: JobRow, result: ResultEvent) -> bool:
-        results = self.files.create_from_path(
-            job.organization_id, Path(result.metrics_csv), "step_metrics.csv", "fine-tune-results"
+        results = self.files.create_from(
+            job.organization_id, result.metrics_csv, "step_metrics.csv", "fine-tune-results"
         )
         return self.jobs.transition(
             job.id,

@@ -8,8 +8,9 @@ submitted it: another gateway (or this one, restarted) re-attaches by the submis
 the job row. A trainer lost with its node fails its Ray job; the job is retried from its latest
 checkpoint on another node (service/jobs/outcomes.py). The trainer knows nothing of Ray.
 
-Today the spec and the job's output folder live in the data folder, which Ray nodes must share (one
-machine, or a shared filesystem) until object storage carries them.
+The spec and the job's output folder live under the storage root (JobFolders): with object storage
+(`OPENTUNE_STORAGE_URL`) the nodes need nothing shared but it (and the AWS_* credentials in their
+environment); with the data folder they must share it (one machine, or a shared filesystem).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import logging
 import shlex
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -96,23 +96,23 @@ class RayExecutor:
     def __init__(
         self,
         address: str,
-        jobs_dir: Path,
+        jobs: str,
         python: str,
         resources: dict[str, float],
     ) -> None:
         self.client = JobSubmissionClient(address)
-        self.folders = JobFolders(jobs_dir)
-        self.output_dir = self.folders.output_dir
+        self.folders = JobFolders(jobs)
+        self.output = self.folders.output
         self.latest_checkpoint_step = self.folders.latest_checkpoint_step
         self.python = python
         self.resources = resources
 
     async def start(self, spec: TrainingSpec) -> RayTrainerRun:
-        spec_path = self.folders.write_spec(spec)
+        spec_location = await asyncio.to_thread(self.folders.write_spec, spec)
         resources = dict(self.resources)
         submission_id = await asyncio.to_thread(
             self.client.submit_job,
-            entrypoint=f"{shlex.quote(self.python)} -m trainer {shlex.quote(str(spec_path))}",
+            entrypoint=f"{shlex.quote(self.python)} -m trainer {shlex.quote(spec_location)}",
             # A new id per attempt: Ray never reuses one.
             submission_id=f"opentune-{spec.job_id}-{random_token(6)}",
             entrypoint_num_cpus=resources.pop("CPU", 1),

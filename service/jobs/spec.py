@@ -6,24 +6,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from service.jobs.hyperparameters import DEFAULT_DPO_BETA, ResolvedHyperparameters
 from service.jobs.training_options import TrainingOptions
 from service.store import JobRow
-from trainer.spec import TrainingSpec
+from trainer import storage
+from trainer.spec import StoredLocations, TrainingSpec
 
 
 @dataclass(frozen=True)
 class JobInputs:
-    """Where a job's trainer reads and writes, and its options from the job's metadata."""
+    """Where a job's trainer reads and writes (storage locations, trainer/storage.py), and its
+    options from the job's metadata."""
 
     options: TrainingOptions
     base_model_path: Path
-    training_file: Path
-    validation_file: Path | None
-    output_dir: Path
+    training_file: str
+    validation_file: str | None
+    output: str
     token_cache_dir: Path
-    init_adapter: Path | None = None  # the adapter of the fine-tuned model it continues from
+    init_adapter: str | None = None  # the adapter of the fine-tuned model it continues from
 
 
 def build_spec(job: JobRow, inputs: JobInputs, resolved: ResolvedHyperparameters) -> TrainingSpec:
@@ -31,17 +34,40 @@ def build_spec(job: JobRow, inputs: JobInputs, resolved: ResolvedHyperparameters
     return TrainingSpec(
         job_id=job.id,
         base_model=str(inputs.base_model_path),
-        training_file=inputs.training_file,
-        validation_file=inputs.validation_file,
-        output_dir=inputs.output_dir,
+        **_paths(inputs),
         n_epochs=resolved.n_epochs,
         batch_size=resolved.batch_size,
         learning_rate=resolved.learning_rate,
         seed=job.seed,
         method=job.method_type,
         beta=resolved.beta or DEFAULT_DPO_BETA,
-        init_adapter=inputs.init_adapter,
         lora=inputs.options.lora,
-        token_cache_dir=inputs.token_cache_dir,
         max_seq_length=inputs.options.max_seq_length,
     )
+
+
+def _paths(inputs: JobInputs) -> dict[str, Any]:
+    """The spec's file and folder fields: the locations themselves in the data folder; in object
+    storage, its `stored` section and paths relative to the trainer's scratch folder
+    (trainer/staging.py)."""
+    if not storage.is_remote(inputs.output):
+        return {
+            "training_file": Path(inputs.training_file),
+            "validation_file": Path(inputs.validation_file) if inputs.validation_file else None,
+            "init_adapter": Path(inputs.init_adapter) if inputs.init_adapter else None,
+            "output_dir": Path(inputs.output),
+            "token_cache_dir": inputs.token_cache_dir,
+        }
+    stored = StoredLocations(
+        training_file=inputs.training_file,
+        validation_file=inputs.validation_file,
+        init_adapter=inputs.init_adapter,
+        output=inputs.output,
+    )
+    return {
+        "training_file": Path("input/training.jsonl"),
+        "validation_file": Path("input/validation.jsonl") if inputs.validation_file else None,
+        "init_adapter": Path("input/init_adapter") if inputs.init_adapter else None,
+        "output_dir": Path("output"),
+        "stored": stored,
+    }

@@ -101,8 +101,8 @@ class FileValidator:
                 return None
         options = parse_training_options(job.job_metadata, self.settings.engine_max_lora_rank)
         return FileCheckRequest(
-            training_file=self.files.path_of(job.training_file),
-            validation_file=self.files.path_of(job.validation_file) if job.validation_file else None,
+            training_file=self.files.location_of(job.training_file),
+            validation_file=self.files.location_of(job.validation_file) if job.validation_file else None,
             method=job.method_type,
             tokenizer_dir=self.fleet.get(job.base_model).model_path,
             max_seq_length=options.max_seq_length,

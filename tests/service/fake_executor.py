@@ -67,8 +67,8 @@ class FakeExecutor:
         self.checkpoint_steps: dict[str, int] = {}  # job id -> step a new trainer would resume from
         self.attachable: dict[str, FakeRun] = {}  # trainers "still running" after a gateway restart
 
-    def output_dir(self, job_id: str) -> Path:
-        return self.root / job_id / "output"
+    def output(self, job_id: str) -> str:
+        return str(self.root / job_id / "output")
 
     async def start(self, spec: TrainingSpec) -> FakeRun:
         run = FakeRun(spec.job_id, spec, self)

@@ -41,13 +41,13 @@ def _job(**fields: Any) -> JobRow:
     return JobRow(**(values | fields))
 
 
-def _admission(**facts: Any) -> Admission:
+def _admission(root: str = str(ROOT), **facts: Any) -> Admission:
     inputs = JobInputs(
         options=parse_training_options({"opentune.lora_rank": "8"}, max_lora_rank=64),
         base_model_path=ROOT / "models" / "tiny",
-        training_file=ROOT / "files" / "file-train",
+        training_file=f"{root}/files/file-train",
         validation_file=None,
-        output_dir=ROOT / "jobs" / "ftjob-1" / "output",
+        output=f"{root}/jobs/ftjob-1/output",
         token_cache_dir=ROOT / "cache" / "acme",
     )
     return Admission(inputs, **facts)
@@ -65,7 +65,20 @@ def test_a_job_that_fits_starts_with_a_spec_built_from_its_row_and_inputs() -> N
     assert spec.token_cache_dir == ROOT / "cache" / "acme"
     assert spec.lora.r == 8 and spec.init_adapter is None
     assert decision.hyperparameters["n_epochs"] == 2 and decision.hyperparameters["batch_size"] == 4
-    assert decision.notes == []
+    assert decision.notes == [] and spec.stored is None
+
+
+def test_a_job_in_object_storage_gets_stored_locations_and_scratch_relative_paths() -> None:
+    decision = plan(_job(), _admission(root="s3://bucket/prefix"))
+    assert isinstance(decision, Start)
+    spec = decision.spec
+    assert spec.stored is not None
+    assert spec.stored.training_file == "s3://bucket/prefix/files/file-train"
+    assert spec.stored.output == "s3://bucket/prefix/jobs/ftjob-1/output"
+    assert spec.stored.validation_file is None and spec.stored.init_adapter is None
+    # Resolved in the trainer's scratch folder (trainer/staging.py); no gateway-local cache.
+    assert not spec.training_file.is_absolute() and not spec.output_dir.is_absolute()
+    assert spec.token_cache_dir is None
 
 
 def test_a_job_continuing_from_a_fine_tuned_model_trains_from_its_adapter() -> None:

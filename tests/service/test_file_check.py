@@ -12,7 +12,7 @@ GIB = 2**30
 
 
 def _request(path: Path, tokenizer: Path | None = None) -> FileCheckRequest:
-    return FileCheckRequest(path, None, "supervised", tokenizer, 2048)
+    return FileCheckRequest(str(path), None, "supervised", tokenizer, 2048)
 
 
 def _chat_file(path: Path, count: int) -> Path:

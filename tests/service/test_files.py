@@ -12,13 +12,14 @@ from service import files as files_module
 from service.errors import InvalidRequest, NotFound
 from service.files import FileStore, parse_expires_after
 from service.store import Database
+from trainer import storage
 
 
 @pytest.fixture
 def store(tmp_path: Path, database_url: str) -> FileStore:
     db = Database(database_url)
     db.migrate()
-    return FileStore(db, tmp_path / "blobs")
+    return FileStore(db, str(tmp_path / "blobs"))
 
 
 def test_too_large_upload_is_refused_and_leaves_nothing(
@@ -28,15 +29,15 @@ def test_too_large_upload_is_refused_and_leaves_nothing(
     with pytest.raises(InvalidRequest) as err:
         store.create("org-a", io.BytesIO(b"x" * 1001), "big.jsonl", "fine-tune")
     assert err.value.code == "file_too_large" and err.value.status_code == 400
-    assert list(store.blob_dir.iterdir()) == []
+    assert storage.children(store.blobs) == []
     assert store.list("org-a", None, 100, "desc", None).data == []
 
 
 def test_stored_name_never_comes_from_the_filename(store: FileStore) -> None:
     made = store.create("org-a", io.BytesIO(b"{}"), "../../etc/passwd", "fine-tune")
     assert made.filename == "passwd"
-    assert [p.name for p in store.blob_dir.iterdir()] == [made.id]
-    assert store.path_of(made.id).read_bytes() == b"{}"
+    assert storage.children(store.blobs) == [made.id]
+    assert Path(store.location_of(made.id)).read_bytes() == b"{}"
 
 
 def test_other_organizations_get_404(store: FileStore) -> None:
@@ -59,7 +60,7 @@ def test_expired_files_disappear(store: FileStore, monkeypatch: pytest.MonkeyPat
     assert store.list("org-a", None, 100, "desc", None).data == []
     with pytest.raises(NotFound):
         store.retrieve("org-a", made.id)
-    assert not store.path_of(made.id).exists()
+    assert not Path(store.location_of(made.id)).exists()
 
 
 def test_expires_after_is_validated() -> None:

@@ -41,10 +41,16 @@ def service(tmp_path: Path) -> FineTuningService:
     settings = Settings(data_dir=tmp_path)
     client = EngineClient("http://127.0.0.1:9")  # never called: creating a job does not touch the engine
     fleet = EngineFleet([ServedBase("tiny", tmp_path, client, AdapterRegistry(client, 2))])
-    jobs, checkpoints, files = JobStore(db), CheckpointStore(db), FileStore(db, tmp_path / "files")
+    jobs, checkpoints, files = JobStore(db), CheckpointStore(db), FileStore(db, str(tmp_path / "files"))
     catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=0)
     scheduler = JobScheduler(
-        settings, jobs, checkpoints, files, catalog, fleet, LocalProcessExecutor(tmp_path / "jobs")
+        settings,
+        jobs,
+        checkpoints,
+        files,
+        catalog,
+        fleet,
+        LocalProcessExecutor(str(tmp_path / "jobs"), tmp_path / "jobs"),
     )
     return FineTuningService(jobs, files, catalog, scheduler, 64, limits=LIMITS)
 

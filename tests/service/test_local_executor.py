@@ -23,7 +23,7 @@ def _spec(executor: LocalProcessExecutor, tiny_model: Path, tmp_path: Path, job_
         job_id=job_id,
         base_model=str(tiny_model),
         training_file=data,
-        output_dir=executor.output_dir(job_id),
+        output_dir=Path(executor.output(job_id)),
         n_epochs=2,
         batch_size=1,
         learning_rate=1e-3,
@@ -31,7 +31,7 @@ def _spec(executor: LocalProcessExecutor, tiny_model: Path, tmp_path: Path, job_
 
 
 async def test_a_trainer_reports_typed_events_and_its_result(tiny_model: Path, tmp_path: Path) -> None:
-    executor = LocalProcessExecutor(tmp_path / "jobs")
+    executor = LocalProcessExecutor(str(tmp_path / "jobs"), tmp_path / "jobs")
     run = await executor.start(_spec(executor, tiny_model, tmp_path, "ftjob-ok"))
     events = [event async for event in run.events()]
     ended = await run.wait()
@@ -46,7 +46,7 @@ async def test_a_trainer_reports_typed_events_and_its_result(tiny_model: Path, t
 async def test_a_stopped_trainer_says_where_it_stopped_and_a_killed_one_says_nothing(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    executor = LocalProcessExecutor(tmp_path / "jobs")
+    executor = LocalProcessExecutor(str(tmp_path / "jobs"), tmp_path / "jobs")
     spec = _spec(executor, tiny_model, tmp_path, "ftjob-stop")
     run = await executor.start(spec)
     async for event in run.events():

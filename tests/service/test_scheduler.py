@@ -45,7 +45,7 @@ class World:
         self.db.migrate()
         self.jobs = JobStore(self.db)
         self.checkpoints = CheckpointStore(self.db)
-        self.files = FileStore(self.db, tmp_path / "files")
+        self.files = FileStore(self.db, str(tmp_path / "files"))
         self.engine = FakeEngine()
         fleet = fake_fleet(self.engine, "tiny")
         catalog = ModelCatalog(JobModelRecords(self.jobs, self.checkpoints), fleet, 0)
@@ -98,7 +98,7 @@ class World:
         return self.executor.runs_of(job_id)[nth - 1]
 
     def result(self, job_id: str) -> ResultEvent:
-        output = self.executor.output_dir(job_id)
+        output = Path(self.executor.output(job_id))
         (output / "adapter").mkdir(parents=True, exist_ok=True)
         (output / "metrics.csv").write_text("step,train_loss\n1,2.0\n")
         return ResultEvent(
@@ -132,9 +132,9 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[World]:
 async def test_a_job_runs_records_its_progress_and_succeeds(world: World) -> None:
     job_id = world.job()
     run = await world.run_of(job_id)
-    assert run.spec is not None and run.spec.output_dir == world.executor.output_dir(job_id)
+    assert run.spec is not None and run.spec.output_dir == Path(world.executor.output(job_id))
     assert world.row(job_id).status == "running" and world.row(job_id).hyperparameters is not None
-    checkpoint_path = str(world.executor.output_dir(job_id) / "checkpoints" / "checkpoint-2")
+    checkpoint_path = str(Path(world.executor.output(job_id)) / "checkpoints" / "checkpoint-2")
     run.report(
         MessageEvent(message="Tokenized 4 examples"),
         MetricsEvent(step=1, total_steps=2, train_loss=2.5),
@@ -149,7 +149,7 @@ async def test_a_job_runs_records_its_progress_and_succeeds(world: World) -> Non
 
     row = world.row(job_id)
     assert row.fine_tuned_model == row.model_name and row.trained_tokens == 64
-    assert world.engine.loaded == {row.model_name: str(world.executor.output_dir(job_id) / "adapter")}
+    assert world.engine.loaded == {row.model_name: str(Path(world.executor.output(job_id)) / "adapter")}
     assert world.files.get(ORG, row.result_files[0]).filename == "step_metrics.csv"
     messages = world.messages(job_id)
     assert "Tokenized 4 examples" in messages

@@ -40,7 +40,7 @@ class World:
         self.db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
         self.db.migrate()
         self.jobs = JobStore(self.db)
-        self.files = FileStore(self.db, tmp_path / "files")
+        self.files = FileStore(self.db, str(tmp_path / "files"))
         checkpoints = CheckpointStore(self.db)
         client = EngineClient("http://127.0.0.1:9")  # never called by these jobs
         fleet = EngineFleet([ServedBase("tiny", tiny_model, client, AdapterRegistry(client, 2))])
@@ -55,7 +55,7 @@ class World:
             self.files,
             catalog,
             fleet,
-            LocalProcessExecutor(tmp_path / "jobs"),
+            LocalProcessExecutor(str(tmp_path / "jobs"), tmp_path / "jobs"),
         )
 
     def upload(self, records: list[Any], org: str = ORG) -> str:
@@ -169,7 +169,10 @@ def test_expired_and_deleted_files_are_purged_with_their_tokenized_data(
     asyncio.run(world.scheduler.run_pass())
     world.files.delete(ORG, deleted)
 
-    assert not world.files.path_of(expiring).exists() and not world.files.path_of(deleted).exists()
+    assert (
+        not Path(world.files.location_of(expiring)).exists()
+        and not Path(world.files.location_of(deleted)).exists()
+    )
     with pytest.raises(Exception, match="No such File"):
         world.files.get(ORG, expiring)
     assert sorted(p.name for p in acme_cache.iterdir()) == [f"{kept}.0123abcd"]

@@ -11,13 +11,14 @@ import pytest
 from service.errors import QuotaExceeded
 from service.files import FileStore, StorageQuota
 from service.store import Database
+from trainer import storage
 
 
 @pytest.fixture
 def store(tmp_path: Path, database_url: str) -> FileStore:
     db = Database(database_url)
     db.migrate()
-    return FileStore(db, tmp_path / "blobs", quota=StorageQuota(max_files=3, max_bytes=1000))
+    return FileStore(db, str(tmp_path / "blobs"), quota=StorageQuota(max_files=3, max_bytes=1000))
 
 
 def _upload(store: FileStore, org: str, size: int) -> str:
@@ -40,9 +41,7 @@ def test_bytes_count_what_is_stored_and_what_is_being_uploaded(store: FileStore)
     with pytest.raises(QuotaExceeded):
         _upload(store, "org-a", 401)  # 1,001 with the file already stored
     assert len(store.list("org-a", None, 100, "desc", None).data) == 1
-    assert sorted(p.name for p in store.blob_dir.iterdir()) == [
-        store.list("org-a", None, 1, "desc", None).data[0].id
-    ]
+    assert storage.children(store.blobs) == [store.list("org-a", None, 1, "desc", None).data[0].id]
     _upload(store, "org-a", 400)  # exactly 1,000
     _upload(store, "org-b", 1000)
 
@@ -51,4 +50,4 @@ def test_files_the_server_writes_are_never_refused(store: FileStore, tmp_path: P
     _upload(store, "org-a", 1000)
     result = tmp_path / "result.csv"
     result.write_text("step,train_loss\n")
-    store.create_from_path("org-a", result, "result.csv", "fine-tune-results")
+    store.create_from("org-a", str(result), "result.csv", "fine-tune-results")
