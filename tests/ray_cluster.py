@@ -31,6 +31,7 @@ class RayCluster:
     address: str  # the head's GCS, for `ray start --address`
     dashboard_url: str  # the Job Submission API
     logs: Path
+    env: dict[str, str]  # the nodes' environment (e.g. S3 credentials: trainers read it)
     nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def add_trainer_node(self) -> subprocess.Popen[bytes]:
@@ -45,6 +46,7 @@ class RayCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=self.env,
         )
         self.nodes.append(node)
         return node
@@ -72,7 +74,10 @@ class RayCluster:
 
 
 @contextmanager
-def ray_cluster(logs: Path, trainer_nodes: int = 2) -> Iterator[RayCluster]:
+def ray_cluster(
+    logs: Path, trainer_nodes: int = 2, env_overrides: dict[str, str] | None = None
+) -> Iterator[RayCluster]:
+    env = {**os.environ, **(env_overrides or {})}
     port, dashboard_port = _free_port(), _free_port()
     head = [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}"]
     head += ["--dashboard-host=127.0.0.1", "--num-cpus=1", "--object-store-memory=80000000"]
@@ -81,10 +86,10 @@ def ray_cluster(logs: Path, trainer_nodes: int = 2) -> Iterator[RayCluster]:
         "--include-dashboard=true",
         f"--dashboard-agent-listen-port={_free_port()}",
     ]
-    done = subprocess.run(head, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(head, capture_output=True, text=True, timeout=180, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"ray start --head failed:\n{done.stdout}\n{done.stderr}")
-    cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", logs)
+    cluster = RayCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", logs, env)
     try:
         # One at a time: nodes starting together on two busy cores time out registering.
         for count in range(1, trainer_nodes + 1):

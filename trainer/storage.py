@@ -156,15 +156,11 @@ def remove(location: str) -> None:
             path.unlink(missing_ok=True)
         return
     bucket, key = _split(location)
-    _s3().delete_object(Bucket=bucket, Key=key)
-    batch: list[dict[str, str]] = []
-    for object_key, _ in _keys(location):
-        batch.append({"Key": object_key})
-        if len(batch) == 1000:  # the most one DeleteObjects call takes
-            _s3().delete_objects(Bucket=bucket, Delete={"Objects": batch})
-            batch = []
-    if batch:
-        _s3().delete_objects(Bucket=bucket, Delete={"Objects": batch})
+    objects = [{"Key": object_key} for object_key, _ in _keys(location)]
+    if not objects:  # a file (deleting one that is not there is fine for S3)
+        _s3().delete_object(Bucket=bucket, Key=key)
+    for start in range(0, len(objects), 1000):  # the most one DeleteObjects call takes
+        _s3().delete_objects(Bucket=bucket, Delete={"Objects": objects[start : start + 1000]})
 
 
 def put(source: Path, location: str, last: str | None = None) -> None:

@@ -132,10 +132,13 @@ class Outcomes:
     def continue_adopted(self, job_id: str, resume_step: int | None, restarted: bool) -> None:
         """A running job this gateway adopted with no trainer to re-attach to: back to the queue, to
         continue from its latest checkpoint. `restarted`: it was this gateway's own before."""
-        who = "server restarted" if restarted else "gateway supervising it stopped"
         where = f"from checkpoint-{resume_step}" if resume_step else "from the start"
-        message = f"The {who} during training; the job continues {where}"
+        message = f"{_adopted_because(restarted)}; the job continues {where}"
         self.jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, [message], self.owner)
+
+    def reattached(self, job_id: str, restarted: bool) -> None:
+        """A running job this gateway adopted whose trainer still runs (on a cluster)."""
+        self.jobs.add_event(job_id, f"{_adopted_because(restarted)}; its trainer kept running")
 
     async def _succeed(self, job: JobRow, result: ResultEvent) -> None:
         name, adapters = job.model_name, self.fleet.get(job.base_model).adapters
@@ -169,3 +172,7 @@ class Outcomes:
             trained_tokens=result.trained_tokens,
             result_files=[results.id],
         )
+
+
+def _adopted_because(restarted: bool) -> str:
+    return f"The {'server restarted' if restarted else 'gateway supervising it stopped'} during training"

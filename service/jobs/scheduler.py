@@ -106,11 +106,12 @@ class JobScheduler:
                 continue
             job = await asyncio.to_thread(self.jobs.get, None, job_id)
             run = await self.executor.attach(job_id, job.trainer_ref)
+            restarted = owner in (None, self.leases.owner)
             if run is not None:
+                await asyncio.to_thread(self.outcomes.reattached, job_id, restarted)
                 self._supervise(job, run, await asyncio.to_thread(self.jobs.last_metrics_step, job_id))
                 continue
             step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job_id)
-            restarted = owner in (None, self.leases.owner)
             await asyncio.to_thread(self.outcomes.continue_adopted, job_id, step, restarted)
 
     async def _keep_leases(self) -> None:

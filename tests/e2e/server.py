@@ -59,6 +59,7 @@ def running_server(
 ) -> Iterator[Server]:
     """A server on a free port, ready (its engine answers) when this yields; stopped afterwards.
     Several servers may share a data folder (cluster tests), each with its own `log_name`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / log_name
     port = port or free_port()
     env = {

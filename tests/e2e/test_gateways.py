@@ -1,7 +1,9 @@
-"""Several gateways on one Postgres database and one data folder, through the stock SDK: what one
-stores the other serves, each job runs once, and when the gateway supervising a job is killed the
-other adopts it once its lease expires and finishes it from its checkpoint. Both gateways use the
-session server's engine (by URL), which outlives them."""
+"""Several gateways with local trainers on one Postgres database and one S3 bucket (each gateway has
+its own data folder), through the stock SDK: what one stores the other serves, each job runs once,
+and when the gateway supervising a job is killed (its trainer dies with it) the other adopts the job
+once its lease expires and finishes it from its checkpoint in S3. Both gateways use the session
+server's engine (by URL), which outlives them. tests/e2e/test_cluster.py is the same with trainers
+on Ray."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tests.e2e.jobs import wait_for_job
 from tests.e2e.processes import descendants
 from tests.e2e.server import Server, running_server
 from tests.postgres import PostgresServer
+from tests.s3_server import S3Server
 from tests.strict_format import jsonl, training_examples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -45,9 +48,11 @@ def _started(client: OpenAI, job_id: str) -> int:
 
 
 def test_two_gateways_share_state_and_adopt_each_others_jobs(
-    server: Server, tiny_model: Path, tmp_path: Path, postgres: PostgresServer
+    server: Server, tiny_model: Path, tmp_path: Path, postgres: PostgresServer, s3_server: S3Server
 ) -> None:
     env = {
+        **s3_server.env(),
+        "OPENTUNE_STORAGE_URL": s3_server.storage_url(tmp_path.name),
         "OPENTUNE_DATABASE_URL": postgres.new_database(),
         "OPENTUNE_ENGINE_API_KEY": engine_api_key(server.engine_url),
         "OPENTUNE_JOB_LEASE_S": str(LEASE_S),
@@ -55,10 +60,10 @@ def test_two_gateways_share_state_and_adopt_each_others_jobs(
     args = ["--engine-url", server.engine_url]
     with (
         running_server(
-            tiny_model, BASE_MODEL, tmp_path, API_KEY, extra_args=args, env_overrides=env, log_name="a.log"
+            tiny_model, BASE_MODEL, tmp_path / "a", API_KEY, extra_args=args, env_overrides=env
         ) as a,
         running_server(
-            tiny_model, BASE_MODEL, tmp_path, API_KEY, extra_args=args, env_overrides=env, log_name="b.log"
+            tiny_model, BASE_MODEL, tmp_path / "b", API_KEY, extra_args=args, env_overrides=env
         ) as b,
     ):
         clients = {
