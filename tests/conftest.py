@@ -48,6 +48,16 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3S
     storage._s3.cache_clear()
 
 
+@pytest.fixture(params=["folder", "s3"])
+def storage_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh storage root (trainer/storage.py) of each kind the service supports: a local folder,
+    or a prefix in the test S3 server's bucket."""
+    if request.param == "folder":
+        return str(tmp_path / "storage")
+    server: S3Server = request.getfixturevalue("s3_env")
+    return server.storage_url(tmp_path.name)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database on each backend the service supports: tests of the database layer
