@@ -17,7 +17,7 @@ from typing import TextIO
 
 from trainer import storage
 from trainer.checkpoints import RESUME_STATE_FILES, checkpoint_step, latest_stored_step
-from trainer.events import EventWriter, ResultEvent
+from trainer.events import CheckpointEvent, EventWriter, ResultEvent, StoppedEvent, TrainerEvent
 from trainer.spec import StoredLocations, TrainingSpec
 
 _COMPLETE_MARK = "trainer_state.json"
@@ -75,32 +75,29 @@ class StoredOutputEvents(EventWriter):
         self.output = _stored(staged).output
         self.checkpoints = storage.join(self.output, "checkpoints")
 
-    def checkpoint(
-        self,
-        step: int,
-        path: str,
-        epoch_end: bool,
-        metrics: dict[str, float | int | None],
-        kept_epoch_steps: list[int],
-    ) -> None:
-        name = Path(path).name
-        storage.put(Path(path), storage.join(self.checkpoints, name), last=_COMPLETE_MARK)
+    def emit(self, event: TrainerEvent) -> None:
+        match event:
+            case CheckpointEvent():
+                event = event.model_copy(update={"path": self._put_checkpoint(Path(event.path))})
+            case ResultEvent():
+                adapter = storage.join(self.output, "adapter")
+                storage.put(Path(event.adapter_dir), adapter)
+                event = event.model_copy(update={"adapter_dir": adapter, "metrics_csv": self._put_metrics()})
+            case StoppedEvent() if event.checkpoint:
+                # The checkpoint a stop saves was copied with its `checkpoint` event.
+                stored = storage.join(self.checkpoints, Path(event.checkpoint).name)
+                event = event.model_copy(update={"checkpoint": stored})
+        super().emit(event)
+
+    def _put_checkpoint(self, path: Path) -> str:
+        """Copy a checkpoint just saved, drop the stored ones the trainer pruned; the copy's location."""
+        stored = storage.join(self.checkpoints, path.name)
+        storage.put(path, stored, last=_COMPLETE_MARK)
         kept = set(storage.children(str(self.spec.checkpoints_dir)))
         for stale in set(storage.children(self.checkpoints)) - kept:
             storage.remove(storage.join(self.checkpoints, stale))
         self._put_metrics()
-        super().checkpoint(step, storage.join(self.checkpoints, name), epoch_end, metrics, kept_epoch_steps)
-
-    def result(self, event: ResultEvent) -> None:
-        adapter = storage.join(self.output, "adapter")
-        storage.put(Path(event.adapter_dir), adapter)
-        metrics = self._put_metrics()
-        super().result(event.model_copy(update={"adapter_dir": adapter, "metrics_csv": metrics}))
-
-    def stopped(self, step: int, checkpoint: str | None) -> None:
-        # The checkpoint a stop saves was copied with its `checkpoint` event.
-        stored = storage.join(self.checkpoints, Path(checkpoint).name) if checkpoint else None
-        super().stopped(step, stored)
+        return stored
 
     def _put_metrics(self) -> str:
         stored = storage.join(self.output, "metrics.csv")

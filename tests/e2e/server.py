@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.e2e.engine_key import engine_api_key
+
 
 class ServerStartError(Exception):
     pass
@@ -111,3 +113,18 @@ def running_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def gateway_pair(
+    model_dir: Path, served_name: str, api_key: str, engine: Server, root: Path, env: dict[str, str]
+) -> Iterator[tuple[Server, Server]]:
+    """Two gateways using `engine`'s vLLM by URL, each with its own data folder under `root`, sharing
+    whatever `env` names (a database, storage, an executor): cluster tests."""
+    env = {**env, "OPENTUNE_ENGINE_API_KEY": engine_api_key(engine.engine_url)}
+    args = ["--engine-url", engine.engine_url]
+    with (
+        running_server(model_dir, served_name, root / "a", api_key, extra_args=args, env_overrides=env) as a,
+        running_server(model_dir, served_name, root / "b", api_key, extra_args=args, env_overrides=env) as b,
+    ):
+        yield a, b

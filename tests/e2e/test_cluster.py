@@ -30,10 +30,9 @@ from openai import OpenAI
 from ray.job_submission import JobSubmissionClient
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
-from tests.e2e.engine_key import engine_api_key
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.processes import descendants
-from tests.e2e.server import Server, running_server
+from tests.e2e.server import Server, gateway_pair
 from tests.postgres import PostgresServer
 from tests.ray_cluster import RayCluster, ray_cluster
 from tests.s3_server import S3Server
@@ -90,19 +89,10 @@ def gateways(
         "OPENTUNE_EXECUTOR": "ray",
         "OPENTUNE_RAY_ADDRESS": ray.dashboard_url,
         "OPENTUNE_RAY_TRAINER_RESOURCES": json.dumps({"CPU": 1, "trainer": 1}),
-        "OPENTUNE_ENGINE_API_KEY": engine_api_key(server.engine_url),
         "OPENTUNE_JOB_LEASE_S": str(LEASE_S),
         "OPENTUNE_MAX_STORED_BYTES_PER_ORG": str(2 * UPLOAD_BYTES),
     }
-    args = ["--engine-url", server.engine_url]
-    with (
-        running_server(
-            tiny_model, BASE_MODEL, tmp_path / "a", API_KEY, extra_args=args, env_overrides=env
-        ) as a,
-        running_server(
-            tiny_model, BASE_MODEL, tmp_path / "b", API_KEY, extra_args=args, env_overrides=env
-        ) as b,
-    ):
+    with gateway_pair(tiny_model, BASE_MODEL, API_KEY, server, tmp_path, env) as (a, b):
         yield Gateways(a, b, database_url, storage_url)
 
 
@@ -273,7 +263,7 @@ def test_a_512_mb_upload_streams_to_s3_in_bounded_gateway_memory(
     file_id = response.json()["id"]
     growth_mb = (peak - baseline) / 1e6
     print(f"gateway memory grew {growth_mb:.1f} MB while streaming {UPLOAD_BYTES / 1e6:.0f} MB to S3")  # noqa: T201
-    assert growth_mb < 128  # the design bound is ~64 MB (4 parts of 8 MB in flight, and buffers)
+    assert growth_mb < 96  # the design bound is ~64 MB (4 parts of 8 MB buffered, and the rest); 40 measured
     assert s3_server.object_size(f"{gateways.storage_url}/files/{file_id}") == UPLOAD_BYTES
 
     # Read back through the other gateway, streamed, byte-identical.

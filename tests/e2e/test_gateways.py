@@ -18,10 +18,9 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
-from tests.e2e.engine_key import engine_api_key
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.processes import descendants
-from tests.e2e.server import Server, running_server
+from tests.e2e.server import Server, gateway_pair
 from tests.postgres import PostgresServer
 from tests.s3_server import S3Server
 from tests.strict_format import jsonl, training_examples
@@ -54,18 +53,9 @@ def test_two_gateways_share_state_and_adopt_each_others_jobs(
         **s3_server.env(),
         "OPENTUNE_STORAGE_URL": s3_server.storage_url(tmp_path.name),
         "OPENTUNE_DATABASE_URL": postgres.new_database(),
-        "OPENTUNE_ENGINE_API_KEY": engine_api_key(server.engine_url),
         "OPENTUNE_JOB_LEASE_S": str(LEASE_S),
     }
-    args = ["--engine-url", server.engine_url]
-    with (
-        running_server(
-            tiny_model, BASE_MODEL, tmp_path / "a", API_KEY, extra_args=args, env_overrides=env
-        ) as a,
-        running_server(
-            tiny_model, BASE_MODEL, tmp_path / "b", API_KEY, extra_args=args, env_overrides=env
-        ) as b,
-    ):
+    with gateway_pair(tiny_model, BASE_MODEL, API_KEY, server, tmp_path, env) as (a, b):
         clients = {
             gateway.url: OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0)
             for gateway in (a, b)
