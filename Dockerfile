@@ -14,7 +14,8 @@ WORKDIR /opt/opentune
 COPY pyproject.toml README.md Makefile ./
 COPY service ./service
 COPY trainer ./trainer
-RUN make install ENGINE=gpu
+# Ray too (the `cluster` extra): the same image runs gateways and Ray nodes (deploy/cluster/).
+RUN make install ENGINE=gpu && .venv/bin/pip install --quiet -e ".[gpu,cluster]"
 
 ENV OPENTUNE_HOST=0.0.0.0 OPENTUNE_DATA_DIR=/data
 VOLUME /data
