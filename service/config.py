@@ -60,8 +60,16 @@ class Settings(BaseSettings):
     engine_max_loras: int = 4
     engine_max_adapters: int = 16
     # vLLM's tool-call parser for the model's family (hermes, llama3_json, mistral, ...): enables
-    # `tools` with tool_choice "auto"/"required"/named. None: tools only with tool_choice "none".
-    engine_tool_call_parser: str | None = None
+    # `tools` with tool_choice "auto"/"required"/named. "auto": picked from the model's chat template
+    # (service/engine/tool_calls.py); "none": tools only with tool_choice "none".
+    engine_tool_call_parser: str = "auto"
+    # JSON output (response_format json_schema / json_object, named tool calls) without free
+    # whitespace: a small or weak model can otherwise pad a reply with spaces until max_tokens.
+    engine_compact_json: bool = True
+    # How far vLLM constrains tool calls: "parameter" pins every call's arguments to the function's
+    # schema (as if each tool were `strict: true`), so a named tool_choice always returns arguments
+    # that parse; "auto" only for tools marked strict (vLLM's default); "function": markup and name.
+    engine_tool_strict_level: Literal["auto", "function", "parameter"] = "parameter"
     engine_health_interval_s: float = 2.0
     engine_max_model_len: int | None = None
     engine_gpu_memory_utilization: float | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.engine.client import EngineClient
+from service.engine.tool_calls import tool_call_parser
 from service.errors import EngineStartError
 from service.ids import random_token
 from service.processes import child_process_options, stop_process
@@ -59,8 +61,13 @@ def engine_command(settings: Settings, model_path: Path, port: int, served_name:
         "--max-cpu-loras",
         str(max(settings.engine_max_adapters, settings.engine_max_loras)),
     ]
-    if settings.engine_tool_call_parser:
-        command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.engine_tool_call_parser]
+    if parser := tool_call_parser(settings.engine_tool_call_parser, model_path):
+        command += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+        command += ["--tool-strict-level", settings.engine_tool_strict_level]
+    if settings.engine_compact_json:
+        # disable_any_whitespace needs an explicit backend; xgrammar is vLLM's default choice.
+        config = {"backend": "xgrammar", "disable_any_whitespace": True}
+        command += ["--structured-outputs-config", json.dumps(config)]
     if settings.engine_max_model_len:
         command += ["--max-model-len", str(settings.engine_max_model_len)]
     if settings.engine_gpu_memory_utilization:

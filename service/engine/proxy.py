@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from service.engine.client import EngineClient
+from service.engine.named_tool import NamedToolCall
 from service.errors import error_response
 
 logger = logging.getLogger(__name__)
@@ -68,10 +69,13 @@ class Lease(Protocol):
     def release(self) -> None: ...
 
 
-async def forward(engine: EngineClient, path: str, body: dict[str, Any], lease: Lease) -> Response:
+async def forward(
+    engine: EngineClient, path: str, body: dict[str, Any], lease: Lease, named: NamedToolCall | None = None
+) -> Response:
     """Send an OpenAI request to the engine and its answer back. `lease` is released exactly once,
     when the engine is done with the request: at once for a complete answer or an error, after the
-    last byte for a stream (or when the stream ends otherwise)."""
+    last byte for a stream (or when the stream ends otherwise). `named`: the request was a named
+    tool_choice served as JSON output (named_tool.py), whose answer becomes the tool call."""
     stream = bool(body.get("stream"))
     try:
         upstream = await engine.send(path, body, stream=stream)
@@ -85,10 +89,10 @@ async def forward(engine: EngineClient, path: str, body: dict[str, Any], lease: 
                     await upstream.aread()
                 finally:
                     await upstream.aclose()
-            return _complete_response(upstream)
+            return _complete_response(upstream, named)
         finally:
             lease.release()
-    return _EngineStream(upstream, lease)
+    return _EngineStream(upstream, lease, named)
 
 
 class _EngineStream(StreamingResponse):
@@ -96,10 +100,11 @@ class _EngineStream(StreamingResponse):
     away, the engine failed, or the response was never sent), the engine connection is closed,
     which cancels the engine's request, and the lease released, once."""
 
-    def __init__(self, upstream: httpx.Response, lease: Lease) -> None:
+    def __init__(self, upstream: httpx.Response, lease: Lease, named: NamedToolCall | None) -> None:
         self._upstream = upstream
         self._lease: Lease | None = lease
-        super().__init__(self._relay(), status_code=upstream.status_code, media_type="text/event-stream")
+        body = self._relay() if named is None else named.stream(self._relay())
+        super().__init__(body, status_code=upstream.status_code, media_type="text/event-stream")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette may stop iterating `_relay` without closing it (a client that went away), so
@@ -131,12 +136,14 @@ class _EngineStream(StreamingResponse):
             lease.release()
 
 
-def _complete_response(upstream: httpx.Response) -> Response:
+def _complete_response(upstream: httpx.Response, named: NamedToolCall | None) -> Response:
     try:
         payload = upstream.json()
     except ValueError:
         payload = None
     if upstream.status_code >= 400:
         return openai_error_from_engine(upstream.status_code, payload if isinstance(payload, dict) else {})
+    if named is not None:
+        payload = named.complete(payload)
     content = json.dumps(openai_body(payload)).encode() if payload is not None else upstream.content
     return Response(content=content, status_code=upstream.status_code, media_type="application/json")

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from service.engine.adapters import AdapterRegistry
 from service.engine.fleet import EngineFleet, ServedBase
 from service.engine.limits import ChatLimits, ConcurrencySlot
+from service.engine.named_tool import NamedToolCall
 from service.engine.proxy import forward
 from service.errors import EngineUnreachable
 
@@ -97,4 +98,5 @@ async def complete(
     model = await asyncio.to_thread(catalog.resolve, org_id, body["model"])
     base = fleet.get(model.base)
     lease = await lease_for(limits, org_id, base, model)
-    return await forward(base.client, path, body, lease)
+    named = NamedToolCall.rewrite(body) if path == "/v1/chat/completions" else None
+    return await forward(base.client, path, body, lease, named)

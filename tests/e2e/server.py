@@ -69,8 +69,6 @@ def running_server(
         "OPENTUNE_API_KEY": api_key,
         "OPENTUNE_ENGINE_MAX_MODEL_LEN": "1024",
         "OPENTUNE_ENGINE_CPU_KVCACHE_GIB": "1",
-        # The tiny test model's template writes Hermes-style <tool_call> blocks.
-        "OPENTUNE_ENGINE_TOOL_CALL_PARSER": "hermes",
         # A small adapter cap, so that tests exercise least-recently-used eviction.
         "OPENTUNE_ENGINE_MAX_LORAS": "2",
         "OPENTUNE_ENGINE_MAX_ADAPTERS": "3",

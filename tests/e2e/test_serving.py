@@ -55,66 +55,113 @@ def test_logprobs_and_stop(client: OpenAI) -> None:
     assert stop not in (stopped.choices[0].message.content or "")
 
 
-def test_json_modes(client: OpenAI) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"label": {"type": "string", "enum": ["positive", "negative"]}},
-        "required": ["label"],
-        "additionalProperties": False,
-    }
-    response = client.chat.completions.create(
-        model=BASE_MODEL,
-        messages=USER,
-        max_tokens=40,
-        temperature=0,
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "review", "schema": schema, "strict": True},
-        },
-    )
-    # The schema reached the engine's guided decoding: a random model would never open with this. (Being
-    # random, it then pads with JSON whitespace until max_tokens, so the reply need not be complete.)
-    content = response.choices[0].message.content or ""
-    assert content.startswith('{"label":'), content
-    if response.choices[0].finish_reason == "stop":
-        assert json.loads(content)["label"] in ("positive", "negative")
+REVIEW_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": ["positive", "negative"]},
+        "confident": {"type": "boolean"},
+    },
+    "required": ["label", "confident"],
+    "additionalProperties": False,
+}
+PROMPTS = [
+    "Great product, works as described.",
+    "Broke after two days.",
+    "Fine.",
+    "I would buy it again!",
+    "Terrible support, never again.",
+    "Arrived late but works.",
+    "Five stars.",
+    "Not what the pictures showed.",
+    "My kids love it.",
+    "Meh.",
+]
+
+
+def test_json_schema_output_parses_with_the_default_configuration(client: OpenAI) -> None:
+    # The tiny model is random: only the engine's grammar, with no free whitespace (the default
+    # OPENTUNE_ENGINE_COMPACT_JSON), makes its replies complete, schema-valid JSON.
+    for prompt in PROMPTS:
+        response = client.chat.completions.create(
+            model=BASE_MODEL,
+            messages=[{"role": "user", "content": f"Classify this review: {prompt}"}],
+            max_tokens=40,
+            temperature=0,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "review", "schema": REVIEW_SCHEMA, "strict": True},
+            },
+        )
+        content = response.choices[0].message.content or ""
+        assert response.choices[0].finish_reason == "stop", content
+        reply = json.loads(content)
+        assert reply["label"] in ("positive", "negative") and isinstance(reply["confident"], bool)
     response = client.chat.completions.create(
         model=BASE_MODEL, messages=USER, max_tokens=60, temperature=0, response_format={"type": "json_object"}
     )
     assert response.choices[0].finish_reason in ("stop", "length")
 
 
-def test_tools_with_a_named_choice(client: OpenAI) -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "description": "Weather of a city",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "enum": ["Paris", "Berlin", "Tokyo"]},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
             },
-        }
-    ]
+            "required": ["city", "unit"],
+        },
+    },
+}
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_a_named_tool_choice_returns_a_tool_call_with_the_default_configuration(client: OpenAI) -> None:
+    # No tool-call parser configured by the test: the engine's is picked from the chat template.
     response = client.chat.completions.create(
         model=BASE_MODEL,
         messages=[{"role": "user", "content": "Weather in Paris?"}],
-        tools=tools,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice=NAMED,  # type: ignore[arg-type]
         parallel_tool_calls=False,
         max_tokens=40,
         temperature=0,
     )
     calls = response.choices[0].message.tool_calls or []
-    assert calls and calls[0].function.name == "get_weather" and calls[0].id
-    json.loads(calls[0].function.arguments)  # the engine's arguments, as a JSON string
+    assert len(calls) == 1 and calls[0].function.name == "get_weather" and calls[0].id
+    assert set(json.loads(calls[0].function.arguments)) == {"city", "unit"}
     auto = client.chat.completions.create(
-        model=BASE_MODEL, messages=USER, tools=tools, tool_choice="auto", max_tokens=8, temperature=0
+        model=BASE_MODEL, messages=USER, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=8, temperature=0
     )
     assert auto.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+def test_a_named_tool_choice_streams_in_openais_delta_shape(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=BASE_MODEL,
+        messages=[{"role": "user", "content": "Weather in Tokyo?"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice=NAMED,  # type: ignore[arg-type]
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+    )
+    name, arguments, call_ids = "", "", set()
+    for chunk in stream:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            assert call.index == 0
+            if call.id:
+                call_ids.add(call.id)
+            if call.function and call.function.name:
+                name += call.function.name
+            if call.function and call.function.arguments:
+                arguments += call.function.arguments
+    assert name == "get_weather" and len(call_ids) == 1
+    assert set(json.loads(arguments)) == {"city", "unit"}
 
 
 def _engine_completion(server: Server, body: dict[str, object]) -> str:
