@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from openai import OpenAI
 
 from tests.e2e.engine_key import engine_api_key
 from tests.e2e.jobs import wait_for_job
-from tests.e2e.server import running_server
+from tests.e2e.server import Server, running_server
 from tests.strict_format import jsonl, training_examples
 from tests.tiny_model import build_tiny_model
 
@@ -76,6 +77,7 @@ async def load(
         elapsed = time.perf_counter() - started
     latencies = sorted(r[1] for r in results)
     return {
+        "tokens": sum(r[2] for r in results),
         "tokens_per_s": sum(r[2] for r in results) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
@@ -99,52 +101,61 @@ def adapters(client: OpenAI, jobs: int) -> list[str]:
     return names
 
 
+def relay_cost(server: Server, requests: int, max_tokens: int) -> None:
+    """Gateway vs the same vLLM called directly, interleaved, best of 3; and the gateway process's
+    CPU seconds per 1,000 relayed tokens (on a shared CPU, what the relay takes from the engine)."""
+    run = asyncio.run
+    engine_key = engine_api_key(server.engine_url)
+    gateway_process = psutil.Process(server.process.pid)
+    run(load(server.engine_url, ["tiny"], 16, 16, max_tokens, engine_key))  # warm-up
+    run(load(server.url, ["tiny"], 16, 16, max_tokens, KEY))
+    print("gateway overhead (base model, streamed, ignore_eos; best of 3 interleaved runs):")
+    for concurrency in (1, 16):
+        directs, gateways, cpu_s, tokens = [], [], 0.0, 0.0
+        for _ in range(3):
+            directs.append(
+                run(load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key))
+            )
+            before = sum(gateway_process.cpu_times()[:2])
+            gateways.append(run(load(server.url, ["tiny"], requests, concurrency, max_tokens, KEY)))
+            cpu_s += sum(gateway_process.cpu_times()[:2]) - before
+            tokens += gateways[-1]["tokens"]
+        direct = max(directs, key=lambda r: r["tokens_per_s"])
+        gateway = max(gateways, key=lambda r: r["tokens_per_s"])
+        ratio = gateway["tokens_per_s"] / direct["tokens_per_s"]
+        print(
+            f"  concurrency {concurrency:2d}: direct {direct['tokens_per_s']:7.0f} tok/s, "
+            f"gateway {gateway['tokens_per_s']:7.0f} tok/s ({ratio:.3f}x); added latency "
+            f"p50 {gateway['p50_ms'] - direct['p50_ms']:+.1f} ms, "
+            f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.1f} ms; "
+            f"gateway CPU {1000 * cpu_s / tokens:.3f} s per 1,000 tokens"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--only-relay", action="store_true", help="only the gateway-vs-direct part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "model")
         data = Path(tmp) / "data"
         data.mkdir()
-        overrides = {"OPENTUNE_ENGINE_MAX_LORAS": "8", "OPENTUNE_ENGINE_MAX_ADAPTERS": "16"}
+        overrides = {
+            "OPENTUNE_ENGINE_MAX_LORAS": "8",
+            "OPENTUNE_ENGINE_MAX_ADAPTERS": "16",
+            "OPENTUNE_CHAT_MAX_CONCURRENT_PER_ORG": "64",  # the tests' own cap is 9
+        }
         with running_server(model, "tiny", data, KEY, env_overrides=overrides) as server:
             client = OpenAI(base_url=f"{server.url}/v1", api_key=KEY)
-            names = adapters(client, 3)
+            names = [] if args.only_relay else adapters(client, 3)
             run = asyncio.run
             engine_key = engine_api_key(server.engine_url)  # the managed engine's own key
 
-            run(load(server.engine_url, ["tiny"], 16, 16, args.max_tokens, engine_key))  # warm-up
-            print("gateway overhead (base model, streamed, ignore_eos; best of 3 interleaved runs):")
-            for concurrency in (1, 16):
-                directs, gateways = [], []
-                for _ in range(3):
-                    directs.append(
-                        run(
-                            load(
-                                server.engine_url,
-                                ["tiny"],
-                                args.requests,
-                                concurrency,
-                                args.max_tokens,
-                                engine_key,
-                            )
-                        )
-                    )
-                    gateways.append(
-                        run(load(server.url, ["tiny"], args.requests, concurrency, args.max_tokens, KEY))
-                    )
-                direct = max(directs, key=lambda r: r["tokens_per_s"])
-                gateway = max(gateways, key=lambda r: r["tokens_per_s"])
-                ratio = gateway["tokens_per_s"] / direct["tokens_per_s"]
-                print(
-                    f"  concurrency {concurrency:2d}: direct {direct['tokens_per_s']:7.0f} tok/s, "
-                    f"gateway {gateway['tokens_per_s']:7.0f} tok/s ({ratio:.3f}x); added latency "
-                    f"p50 {gateway['p50_ms'] - direct['p50_ms']:+.1f} ms, "
-                    f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.1f} ms"
-                )
-
+            relay_cost(server, args.requests, args.max_tokens)
+            if args.only_relay:
+                return
             base = run(load(server.url, ["tiny"], args.requests, 1, args.max_tokens, KEY))
             one = run(load(server.url, [names[0]], args.requests, 1, args.max_tokens, KEY))
             ratio = one["tokens_per_s"] / base["tokens_per_s"]
