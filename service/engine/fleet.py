@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,7 @@ async def _connect(settings: Settings, config: BaseModelConfig, model_path: Path
     except BaseException:
         await client.close()
         raise
-    return ServedBase(config.name, model_path, client, _adapters(settings, client))
+    return ServedBase(config.name, model_path, client, _adapters(settings, client, config.name))
 
 
 async def _start_managed(
@@ -169,12 +170,19 @@ async def _start_managed(
         await managed.stop()
         await client.close()
         raise
-    adapters = _adapters(settings, client)
+    adapters = _adapters(settings, client, config.name)
     base = ServedBase(config.name, model_path, client, adapters, managed)
     base.supervisor = asyncio.create_task(managed.supervise(client, adapters.forget_all))
     return base
 
 
-def _adapters(settings: Settings, client: EngineClient) -> AdapterRegistry:
-    cache = AdapterCache(settings.data_dir.resolve() / "cache" / "adapters")
+def _adapters(settings: Settings, client: EngineClient, base_name: str) -> AdapterRegistry:
+    # A cache folder per base model: each is used by one registry, under its lock (adapter_cache.py).
+    folder = (
+        settings.data_dir.resolve()
+        / "cache"
+        / "adapters"
+        / hashlib.sha256(base_name.encode()).hexdigest()[:16]
+    )
+    cache = AdapterCache(folder, max_entries=4 * settings.engine_max_adapters)
     return AdapterRegistry(client, settings.engine_max_adapters, cache)
