@@ -1,4 +1,5 @@
-"""A named `tool_choice` served as JSON output constrained to the function's parameter schema.
+"""A named `tool_choice` (or "required" with a single tool) served as JSON output constrained to
+the function's parameter schema.
 
 vLLM 0.32 serves a named tool_choice through the model's tool-call markup (a structural tag), whose
 argument grammar ignores the compact-JSON setting: a small or weak model then pads the arguments
@@ -27,11 +28,14 @@ class NamedToolCall:
     @classmethod
     def rewrite(cls, body: dict[str, Any]) -> NamedToolCall | None:
         """If `body` names a function tool to call, turn it into a json_schema request (in place)."""
-        choice = body.get("tool_choice")
-        if not isinstance(choice, dict) or choice.get("type") != "function":
+        choice, functions = body.get("tool_choice"), _functions(body.get("tools"))
+        if choice == "required" and len(functions) == 1:
+            name = functions[0].get("name")  # "required" with a single tool: that one is named
+        elif isinstance(choice, dict) and choice.get("type") == "function":
+            name = (choice.get("function") or {}).get("name")
+        else:
             return None
-        name = (choice.get("function") or {}).get("name")
-        function = next((f for f in _functions(body.get("tools")) if f.get("name") == name), None)
+        function = next((f for f in functions if f.get("name") == name), None)
         if not isinstance(name, str) or function is None:
             return None  # no such tool: the engine's own 400 says so
         schema = function.get("parameters") or {"type": "object", "properties": {}}

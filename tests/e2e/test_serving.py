@@ -140,6 +140,22 @@ def test_a_named_tool_choice_returns_a_tool_call_with_the_default_configuration(
     assert auto.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
 
+def test_a_required_choice_of_one_tool_returns_its_call_with_the_default_configuration(
+    client: OpenAI,
+) -> None:
+    response = client.chat.completions.create(
+        model=BASE_MODEL,
+        messages=[{"role": "user", "content": "Weather in Berlin?"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="required",
+        max_tokens=60,
+        temperature=0,
+    )
+    calls = response.choices[0].message.tool_calls or []
+    assert calls and all(c.function.name == "get_weather" for c in calls)
+    assert all(set(json.loads(c.function.arguments)) == {"city", "unit"} for c in calls)
+
+
 def test_a_named_tool_choice_streams_in_openais_delta_shape(client: OpenAI) -> None:
     stream = client.chat.completions.create(
         model=BASE_MODEL,

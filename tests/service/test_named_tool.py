@@ -32,8 +32,16 @@ def test_a_named_choice_becomes_a_json_schema_request() -> None:
     assert len(body["tools"]) == 2  # still in the prompt
 
 
+def test_required_with_a_single_tool_names_it() -> None:
+    body = _body(tool_choice="required")
+    body["tools"] = body["tools"][1:]
+    named = NamedToolCall.rewrite(body)
+    assert named is not None and named.name == "get_weather" and body["tool_choice"] == "none"
+
+
 @pytest.mark.parametrize(
     "choice",
+    # "required" among several tools: the engine picks which (its tool-call parser).
     ["auto", "required", "none", None, {"type": "function", "function": {"name": "missing"}}],
 )
 def test_other_choices_are_left_to_the_engine(choice: Any) -> None:
