@@ -90,6 +90,22 @@ class JobLeases:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def claim_file_check(self, job_id: str, hold_s: float) -> bool:
+        """Take the file check of a job in validating_files, so that one gateway runs it. The claim
+        holds `hold_s` (the check's time limit and a margin): past it another gateway may check the
+        files again (the first died mid-check). False when another gateway holds it."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == job_id,
+                    JobRow.status == JobStatus.VALIDATING_FILES.value,
+                    self._adoptable_condition(own_too=True),
+                )
+                .values(owner=self.owner, lease_expires_at=time.time() + hold_s)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     def release(self, job_ids: list[str]) -> None:
         """Let another gateway adopt these jobs at once (this one is shutting down)."""
         if not job_ids:

@@ -4,11 +4,10 @@
                                           ^                          |
                                           +-- retried / restarted ---+
 
-Each pass checks new jobs' files (in child processes), removes expired files, and starts queued
-jobs, in turn across organizations, where admission says they may start. Each running job has a
-supervising task that records its trainer's events (progress.py) and applies how it ended
-(outcomes.py). Where trainers run is the executor's business (executor.py). Whatever goes wrong
-with one job fails that job only; the pass goes on.
+Each pass checks new jobs' files, removes expired files, and starts queued jobs (in turn across
+organizations) where admission lets them. A task per running job records its trainer's events
+(progress.py) and applies how it ended (outcomes.py); where trainers run is the executor's business.
+Whatever goes wrong with one job fails that job only.
 """
 
 from __future__ import annotations
@@ -58,7 +57,9 @@ class JobScheduler:
         self.leases = JobLeases(jobs.db, settings.resolved_gateway_id, settings.job_lease_s)
         self._next_lease_check = 0.0
         self.housekeeping = Housekeeping(settings.data_dir, files)
-        self.validator = FileValidator(settings, jobs, files, fleet, on_done=self.notify)
+        self.validator = FileValidator(
+            settings, jobs, files, fleet, self.notify, self.leases.claim_file_check
+        )
         self.inputs = AdmissionInputs(settings, files, catalog, fleet, executor, self.housekeeping)
         self.progress = ProgressRecorder(jobs, checkpoints)
         self.outcomes = Outcomes(jobs, files, fleet, self.leases.owner)

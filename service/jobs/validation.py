@@ -37,12 +37,16 @@ class FileValidator:
         files: FileStore,
         fleet: EngineFleet,
         on_done: Callable[[], None],
+        claim: Callable[[str, float], bool] = lambda job_id, hold_s: True,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.files = files
         self.fleet = fleet
         self.on_done = on_done  # wakes the scheduler: a job may have become queued
+        # claim(job_id, hold_s) takes a job's check for this gateway for hold_s seconds, so that
+        # gateways sharing a database check each job's files once (JobLeases.claim_file_check).
+        self.claim = claim
         self._checks: dict[str, asyncio.Task[None]] = {}
 
     async def start_pending(self) -> None:
@@ -54,7 +58,8 @@ class FileValidator:
         for job_id in fair_order(pending, {org: n for org, n in checking.items() if org}):
             if len(self._checks) >= MAX_CONCURRENT_CHECKS:
                 return
-            if job_id not in self._checks:
+            hold_s = self.settings.file_check_timeout_s + 60
+            if job_id not in self._checks and await asyncio.to_thread(self.claim, job_id, hold_s):
                 task = asyncio.create_task(self._validate_isolated(job_id), name=f"file-check-{job_id}")
                 self._checks[job_id] = task
 

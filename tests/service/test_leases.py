@@ -93,3 +93,15 @@ def test_a_gateway_shutting_down_hands_its_jobs_over_at_once(db: Database) -> No
     job_id = _running_job(db, a)
     a.release([job_id])
     assert b.adoptable(own_too=False) == [(job_id, "gw-a")]
+
+
+def test_one_gateway_checks_a_jobs_files_until_its_claim_expires(db: Database) -> None:
+    a, b = JobLeases(db, "gw-a", lease_s=30), JobLeases(db, "gw-b", lease_s=30)
+    job_id = _running_job(db, a, "ftjob-check001")
+    assert not a.claim_file_check(job_id, hold_s=30)  # running, not validating_files
+    JobStore(db).update_fields(job_id, status=JobStatus.VALIDATING_FILES.value, owner=None)
+    assert a.claim_file_check(job_id, hold_s=0.3)
+    assert not b.claim_file_check(job_id, hold_s=30)  # A holds it
+    assert a.claim_file_check(job_id, hold_s=0.3)  # A again (restarted mid-check)
+    time.sleep(0.4)
+    assert b.claim_file_check(job_id, hold_s=30)  # A died mid-check: B checks
