@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -167,10 +167,11 @@ def put(source: Path, location: str, last: str | None = None) -> None:
     """Copy a local file or folder to `location`. In a folder, the file named `last` is copied after
     every other one, so that its presence means the copy is complete (a checkpoint's
     trainer_state.json, see trainer/checkpoints.py)."""
-    if not is_remote(location):
+    if not is_remote(location):  # (no `last` here: a local checkpoint is checked by its content)
         if source.is_dir():
             shutil.copytree(source, location, dirs_exist_ok=True)
         else:
+            Path(location).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, location)
         return
     bucket, key = _split(location)
@@ -189,7 +190,7 @@ def fetch(location: str, destination: Path, skip: frozenset[str] = frozenset()) 
     if not is_remote(location):
         source = Path(location)
         if source.is_dir():
-            shutil.copytree(source, destination, ignore=lambda _, names: [n for n in names if n in skip])
+            shutil.copytree(source, destination, ignore=_skip_files(skip), dirs_exist_ok=True)
         else:
             shutil.copyfile(source, destination)
         return destination
@@ -205,6 +206,11 @@ def fetch(location: str, destination: Path, skip: frozenset[str] = frozenset()) 
         target.parent.mkdir(parents=True, exist_ok=True)
         _s3().download_file(bucket, object_key, str(target))
     return destination
+
+
+def _skip_files(skip: frozenset[str]) -> Callable[[str, list[str]], list[str]]:
+    """copytree's `ignore` for files named in `skip` (folders of those names are kept, as on S3)."""
+    return lambda folder, names: [n for n in names if n in skip and not Path(folder, n).is_dir()]
 
 
 @contextmanager
