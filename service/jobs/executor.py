@@ -67,6 +67,10 @@ class TrainerRun(Protocol):
 
 
 class TrainerExecutor(Protocol):
+    # Whether trainers use this machine's memory (a child process: admission then waits for free
+    # memory and fits "auto" batch sizes to it); on a cluster the scheduler there places them.
+    shares_gateway_memory: bool
+
     def output(self, job_id: str) -> str:
         """Where the job's trainer writes checkpoints, its adapter and metrics: a storage location
         (trainer/storage.py), the spec's output_dir or, in object storage, its `stored.output`."""

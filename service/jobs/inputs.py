@@ -55,6 +55,8 @@ class AdmissionInputs:
         missing = self._missing_file(job)
         if missing or model_missing:
             return Admission(inputs, missing_file=missing, model_missing=model_missing)
+        if not self.executor.shares_gateway_memory:
+            return Admission(inputs)  # this machine's memory says nothing of where it will run
         shortfall = memory_shortfall(base_path, self.settings.trainer_memory_gib)
         if shortfall is not None:
             return Admission(inputs, memory_shortfall=shortfall)

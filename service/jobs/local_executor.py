@@ -60,6 +60,8 @@ class LocalTrainerRun:
 
 
 class LocalProcessExecutor:
+    shares_gateway_memory = True
+
     def __init__(self, jobs: str, logs_dir: Path) -> None:
         """`jobs`: the storage location of job folders (JobFolders); `logs_dir`: the local folder
         where each job's trainer.log is kept (`{logs_dir}/{job_id}/trainer.log`)."""

@@ -93,6 +93,8 @@ class RayTrainerRun:
 
 
 class RayExecutor:
+    shares_gateway_memory = False  # Ray places a trainer where its resources (a GPU) are free
+
     def __init__(
         self,
         address: str,

@@ -61,6 +61,8 @@ class FakeRun:
 
 
 class FakeExecutor:
+    shares_gateway_memory = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.runs: list[FakeRun] = []

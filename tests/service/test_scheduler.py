@@ -39,6 +39,7 @@ class World:
         max_retries: int = 2,
         gateway_id: str = "gw-a",
         job_lease_s: float = 30.0,
+        trainer_memory_gib: float = 0.0,
     ) -> None:
         self.tmp_path = tmp_path
         self.db = Database(database_url)
@@ -52,7 +53,7 @@ class World:
         self.executor = FakeExecutor(tmp_path / "jobs")
         settings = Settings(
             data_dir=tmp_path,
-            trainer_memory_gib=0.0,
+            trainer_memory_gib=trainer_memory_gib,
             max_concurrent_jobs=max_concurrent_jobs,
             trainer_max_retries=max_retries,
             trainer_stop_grace_s=5.0,
@@ -338,3 +339,19 @@ async def test_a_gateway_that_stops_renewing_loses_its_job_to_another(
     finally:
         await b.scheduler.stop()
         await a.scheduler.stop()
+
+
+async def test_trainers_on_a_cluster_do_not_wait_for_this_machines_memory(
+    tmp_path: Path, database_url: str
+) -> None:
+    world = World(tmp_path, database_url, trainer_memory_gib=1e6)  # more than any machine has
+    await world.scheduler.start()
+    try:
+        waiting = world.job()
+        await until(lambda: any(m.startswith("Waiting for memory") for m in world.messages(waiting)))
+        assert world.executor.runs_of(waiting) == []
+        world.executor.shares_gateway_memory = False  # as the Ray executor
+        world.scheduler.notify()
+        await world.run_of(waiting)
+    finally:
+        await world.scheduler.stop()
