@@ -131,7 +131,7 @@ def build_tiny_model(dest: pathlib.Path, **shape: int) -> pathlib.Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=64,
-        max_position_embeddings=1024,
+        max_position_embeddings=8192,  # long streams for tests/e2e/test_adapters.py
         tie_word_embeddings=False,
         bos_token_id=None,
         eos_token_id=eos_id,

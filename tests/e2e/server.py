@@ -67,7 +67,7 @@ def running_server(
     env = {
         **os.environ,
         "OPENTUNE_API_KEY": api_key,
-        "OPENTUNE_ENGINE_MAX_MODEL_LEN": "1024",
+        "OPENTUNE_ENGINE_MAX_MODEL_LEN": "8192",
         "OPENTUNE_ENGINE_CPU_KVCACHE_GIB": "1",
         # A small adapter cap, so that tests exercise least-recently-used eviction.
         "OPENTUNE_ENGINE_MAX_LORAS": "2",
