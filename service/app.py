@@ -19,9 +19,10 @@ from service.auth import KeyRing
 from service.catalog import ModelCatalog
 from service.config import Settings
 from service.deps import Components
-from service.engine.fleet import configured_base_models, start_fleet
+from service.engine.fleet import start_fleet
 from service.engine.limits import ChatCaps, ChatLimits
 from service.engine.model_source import resolve_model_path
+from service.engine.models_file import configured_base_models
 from service.errors import install_error_handlers
 from service.files import FileStore, StorageQuota
 from service.ids import random_token

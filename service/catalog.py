@@ -100,6 +100,6 @@ class ModelCatalog:
                 code="model_not_deletable",
             )
         model = await asyncio.to_thread(self.resolve, org_id, name)
-        await self.fleet.get(model.base).adapters.unload(model.name)
+        await self.fleet.get(model.base).unload_everywhere(model.name)
         await asyncio.to_thread(self.records.forget, model)
         return DeletedObject(id=name, object="model", deleted=True)

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", help="folder for the database, files and adapters (default ./data)")
     serve.add_argument("--engine-url", help="use an already running vLLM server instead of starting one")
-    serve.add_argument("--models-file", help="several base models, each with its own engine (JSON or YAML)")
+    serve.add_argument("--engine-replicas", type=int, help="managed vLLM engines for the model (default 1)")
+    serve.add_argument("--models-file", help="several base models, each with its own engines (JSON or YAML)")
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     open_access = _open_access_warning(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from service.engine.fleet import configured_base_models
+    from service.engine.models_file import configured_base_models
 
     try:
         paths = {m.name: resolve_model_path(m.model) for m in configured_base_models(settings)}

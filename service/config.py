@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # The base model: a hub id or a local folder. Its served name defaults to the value as given (as vLLM).
     model: str = DEFAULT_MODEL
     served_model_name: str | None = None
-    # Several base models, each with its own engine: a JSON/YAML file (see service/engine/fleet.py).
+    # Several base models, each with its own engines: a JSON/YAML file (service/engine/models_file.py).
     # When set, it replaces model / served_model_name / engine_url.
     models_file: Path | None = None
 
@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         default=None, description="Port of the managed engine; free one if unset."
     )
     engine_startup_timeout_s: float = 900.0
+    # Managed engines for the base model (a models file sets this per model). Requests for an
+    # adapter go to the replica that rendezvous hashing prefers for its name, so each adapter is
+    # loaded on one replica, unless that replica is saturated: running at least
+    # max(route_min_in_flight, route_load_factor x the mean per replica) requests, when the request
+    # spills to the next replica in the adapter's order (consistent hashing with bounded loads).
+    # Base-model requests go to the least busy replica. "round_robin" ignores adapters (a baseline
+    # for bench/serving.py --replicas).
+    engine_replicas: int = Field(default=1, ge=1, le=64)
+    engine_routing: Literal["affinity", "round_robin"] = "affinity"
+    engine_route_load_factor: float = Field(default=1.25, ge=1.0)
+    engine_route_min_in_flight: int = Field(default=8, ge=1)
     # LoRA capacity. max_loras: adapters in one batch (GPU slots); max_adapters: adapters loaded in
     # the engine at once (vLLM's max_cpu_loras), least recently used evicted beyond it.
     engine_max_lora_rank: int = 64

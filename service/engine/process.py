@@ -142,6 +142,10 @@ class ManagedEngine:
             await asyncio.sleep(self.settings.engine_health_interval_s)
             process_alive = self._process is not None and self._process.returncode is None
             failures = 0 if process_alive and await client.is_healthy() else failures + 1
+            if process_alive and failures == 0 and not client.available:
+                # A request found it unreachable (Replica.suspect), yet it answers: back in rotation.
+                logger.info("The engine at %s answers again", self.url)
+                client.available = True
             if process_alive and failures < 3:
                 continue
             logger.error("The engine is down (process alive: %s); restarting it", process_alive)

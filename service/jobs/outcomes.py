@@ -141,10 +141,10 @@ class Outcomes:
         self.jobs.add_event(job_id, f"{_adopted_because(restarted)}; its trainer kept running")
 
     async def _succeed(self, job: JobRow, result: ResultEvent) -> None:
-        name, adapters = job.model_name, self.fleet.get(job.base_model).adapters
+        name, base = job.model_name, self.fleet.get(job.base_model)
         try:
             # Loaded before the job says `succeeded`, so the model answers as soon as it is listed.
-            await adapters.ensure_loaded(name, result.adapter_dir)
+            await base.preload(name, result.adapter_dir)
         except AdapterLoadError as exc:
             # The engine's words may name server paths: they go to the log, not to the job.
             logger.warning("The adapter of %s could not be loaded: %s", job.id, exc)
@@ -155,7 +155,7 @@ class Outcomes:
             # The engine is restarting, which says nothing about the adapter: it loads on first use.
             logger.warning("Engine unavailable when %s finished; its adapter will load on demand", job.id)
         if not await asyncio.to_thread(self._record_success, job, result):
-            await adapters.unload(name)
+            await base.unload_everywhere(name)
 
     def _record_success(self, job: JobRow, result: ResultEvent) -> bool:
         results = self.files.create_from(

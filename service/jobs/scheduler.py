@@ -230,12 +230,12 @@ class JobScheduler:
         """Record the trainer's events until it exits, then apply how it ended."""
         started_at = time.monotonic()
         try:
-            adapters = self.fleet.get(job.base_model).adapters
+            base = self.fleet.get(job.base_model)
             async for event in run.events():
                 if not replay.is_new(event):
                     continue
                 for stale in await asyncio.to_thread(self.progress.record, job, event, started_at):
-                    await adapters.unload(stale)
+                    await base.unload_everywhere(stale)
             ended = await run.wait()
             resume_step = await asyncio.to_thread(self.executor.latest_checkpoint_step, job.id)
             limit = self.settings.trainer_max_retries

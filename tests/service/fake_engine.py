@@ -11,6 +11,8 @@ from typing import cast
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.fleet import EngineFleet, ServedBase
+from service.engine.replica import Replica
+from service.engine.routing import Router
 from service.errors import EngineRejected
 
 
@@ -22,6 +24,7 @@ class FakeEngine:
     refuse_load: dict[str, EngineRejected] = field(default_factory=dict)
     refuse_unload: dict[str, EngineRejected] = field(default_factory=dict)
     loaded: dict[str, str] = field(default_factory=dict)  # name -> path
+    available: bool = True  # in rotation (as EngineClient.available)
 
     async def load_adapter(self, name: str, path: str) -> None:
         self.calls.append(("load", name))
@@ -48,8 +51,13 @@ class FakeEngine:
         return cast(EngineClient, self)
 
 
+def one_replica(name: str, model_path: Path, client: EngineClient, adapters: AdapterRegistry) -> ServedBase:
+    """A base model served by one engine."""
+    return ServedBase(name, model_path, [Replica("only", client, adapters)], Router())
+
+
 def fake_fleet(engine: FakeEngine, *bases: str, max_adapters: int = 4) -> EngineFleet:
     """Base models served by `engine` (their weights are never read)."""
     return EngineFleet(
-        [ServedBase(b, Path(b), engine.client, AdapterRegistry(engine.client, max_adapters)) for b in bases]
+        [one_replica(b, Path(b), engine.client, AdapterRegistry(engine.client, max_adapters)) for b in bases]
     )

@@ -27,7 +27,7 @@ from service.catalog import ModelCatalog
 from service.deps import Components, components, principal
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
-from service.engine.fleet import EngineFleet, ServedBase
+from service.engine.fleet import EngineFleet
 from service.engine.limits import ChatCaps, ChatLimits
 from service.errors import install_error_handlers
 from service.jobs.checkpoints import CheckpointStore
@@ -35,6 +35,7 @@ from service.jobs.model_records import JobModelRecords
 from service.jobs.store import JobStore
 from service.store import Database
 from tests.e2e.server import free_port
+from tests.service.fake_engine import one_replica
 
 MODEL = "tiny"
 CAPS = ChatCaps(max_concurrent=2, max_n=4, max_tokens=100)
@@ -112,7 +113,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     db.migrate()
     with _serve(engine.app()) as engine_url:
         client = EngineClient(engine_url)
-        fleet = EngineFleet([ServedBase(MODEL, tmp_path, client, AdapterRegistry(client, 2))])
+        fleet = EngineFleet([one_replica(MODEL, tmp_path, client, AdapterRegistry(client, 2))])
         jobs, checkpoints = JobStore(db), CheckpointStore(db)
         catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=0)
         unused: Any = None  # the chat router does not touch keys, files or jobs

@@ -16,7 +16,7 @@ from service.catalog import ModelCatalog
 from service.config import Settings
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
-from service.engine.fleet import EngineFleet, ServedBase
+from service.engine.fleet import EngineFleet
 from service.errors import InvalidRequest, QuotaExceeded
 from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
@@ -30,6 +30,7 @@ from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.protocol.fine_tuning import CreateFineTuningJobRequest
 from service.store import Database
+from tests.service.fake_engine import one_replica
 
 LIMITS = JobLimits(max_active_jobs=3, max_trained_tokens=10_000, max_integrations_bytes=200)
 
@@ -40,7 +41,7 @@ def service(tmp_path: Path) -> FineTuningService:
     db.migrate()
     settings = Settings(data_dir=tmp_path)
     client = EngineClient("http://127.0.0.1:9")  # never called: creating a job does not touch the engine
-    fleet = EngineFleet([ServedBase("tiny", tmp_path, client, AdapterRegistry(client, 2))])
+    fleet = EngineFleet([one_replica("tiny", tmp_path, client, AdapterRegistry(client, 2))])
     jobs, checkpoints, files = JobStore(db), CheckpointStore(db), FileStore(db, str(tmp_path / "files"))
     catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=0)
     scheduler = JobScheduler(

@@ -18,7 +18,7 @@ from service.catalog import ModelCatalog
 from service.config import Settings
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
-from service.engine.fleet import EngineFleet, ServedBase
+from service.engine.fleet import EngineFleet
 from service.files import FileStore
 from service.ids import new_id
 from service.jobs.checkpoints import CheckpointStore
@@ -29,6 +29,7 @@ from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.store import Database, FileRow, JobRow
+from tests.service.fake_engine import one_replica
 
 ORG = "org-acme"
 GOOD = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
@@ -43,7 +44,7 @@ class World:
         self.files = FileStore(self.db, str(tmp_path / "files"))
         checkpoints = CheckpointStore(self.db)
         client = EngineClient("http://127.0.0.1:9")  # never called by these jobs
-        fleet = EngineFleet([ServedBase("tiny", tiny_model, client, AdapterRegistry(client, 2))])
+        fleet = EngineFleet([one_replica("tiny", tiny_model, client, AdapterRegistry(client, 2))])
         catalog = ModelCatalog(JobModelRecords(self.jobs, checkpoints), fleet, 0)
         settings = Settings(
             data_dir=tmp_path, trainer_memory_gib=0.0, max_concurrent_jobs=max_concurrent_jobs

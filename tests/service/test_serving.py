@@ -20,8 +20,10 @@ from service.engine.client import EngineClient
 from service.engine.fleet import EngineFleet, ServedBase
 from service.engine.limits import ChatCaps, ChatLimits
 from service.engine.proxy import forward
+from service.engine.replica import Replica
 from service.engine.serving import complete
 from service.errors import AdapterLoadError, EngineRejected, EngineUnreachable, RateLimited
+from tests.service.fake_engine import one_replica
 from tests.service.test_adapter_registry import FakeEngine, registry_on
 
 pytestmark = pytest.mark.anyio
@@ -64,6 +66,8 @@ class Engine:
     async def handle(self, request: httpx.Request) -> httpx.Response:
         if self.unreachable:
             raise httpx.ConnectError("connection refused")
+        if request.method == "GET":  # /health
+            return httpx.Response(200)
         if self.status >= 400:
             return httpx.Response(self.status, json={"error": {"message": "boom", "code": self.status}})
         if json.loads(request.content).get("stream"):
@@ -185,19 +189,27 @@ class Gateway:
         fleet = EngineFleet([self.base])
         return await complete(Catalog(), fleet, self.limits, "org", CHAT, {"model": model, **body})
 
+    @property
+    def replica(self) -> Replica:
+        return self.base.replicas[0]
+
     def holds_nothing(self) -> bool:
-        return self.limits.in_flight("org") == 0 and not self.base.adapters._in_use
+        return (
+            self.limits.in_flight("org") == 0
+            and not self.replica.adapters._in_use
+            and not self.replica.in_flight
+        )
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Gateway:
     engine, admin = Engine(), FakeEngine()
-    return Gateway(engine, admin, ServedBase("base", tmp_path, engine.client(), registry_on(admin)))
+    return Gateway(engine, admin, one_replica("base", tmp_path, engine.client(), registry_on(admin)))
 
 
 async def test_adapter_and_slot_are_held_while_streaming_and_released_at_the_end(gateway: Gateway) -> None:
     response = await gateway.complete("ft:a", stream=True)
-    assert gateway.limits.in_flight("org") == 1 and gateway.base.adapters._in_use["ft:a"] == 1
+    assert gateway.limits.in_flight("org") == 1 and gateway.replica.adapters._in_use["ft:a"] == 1
     with pytest.raises(RateLimited):  # the organization's one slot is taken
         await gateway.complete("base")
     await _send_response(response)
@@ -215,7 +227,9 @@ async def test_cache_salt_replaces_the_callers(gateway: Gateway) -> None:
         bodies.append(json.loads(request.content))
         return await answer(request)
 
-    gateway.base.client.http = httpx.AsyncClient(base_url="http://e", transport=httpx.MockTransport(record))
+    gateway.replica.client.http = httpx.AsyncClient(
+        base_url="http://e", transport=httpx.MockTransport(record)
+    )
     await gateway.complete("base", cache_salt="mine")
     assert bodies[0]["cache_salt"] == gateway.limits.cache_salt("org") != "mine"
 
@@ -225,7 +239,7 @@ async def test_adapter_load_failure_releases_the_slot(gateway: Gateway) -> None:
     with pytest.raises(AdapterLoadError):
         await gateway.complete("ft:a")
     assert gateway.holds_nothing()
-    assert gateway.base.adapters.resident == []
+    assert gateway.replica.adapters.resident == []
 
 
 async def test_failing_engine_releases_slot_and_adapter(gateway: Gateway) -> None:
@@ -239,7 +253,7 @@ async def test_failing_engine_releases_slot_and_adapter(gateway: Gateway) -> Non
 
 
 async def test_restarting_engine_is_refused_before_taking_anything(gateway: Gateway) -> None:
-    gateway.base.client.available = False
+    gateway.replica.client.available = False
     with pytest.raises(EngineUnreachable):
         await gateway.complete("ft:a")
     assert gateway.holds_nothing()

@@ -16,7 +16,8 @@ from service import app as app_module
 from service.app import create_app
 from service.config import Settings
 from service.engine import fleet as fleet_module
-from service.engine.fleet import BaseModelConfig, EngineFleet, start_fleet
+from service.engine.fleet import EngineFleet, start_fleet
+from service.engine.models_file import BaseModelConfig
 from service.errors import EngineNotReachable
 from service.store.database import Database, open_database
 
