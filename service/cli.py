@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     open_access = _open_access_warning(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: each relayed completion and each engine health check.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from service.engine.models_file import configured_base_models
 
     try:

@@ -15,7 +15,7 @@ from service.engine.adapter_cache import AdapterCache
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
 from service.engine.models_file import BaseModelConfig
-from service.engine.process import ManagedEngine
+from service.engine.process import DeviceShare, ManagedEngine
 from service.engine.replica import Replica
 from service.engine.routing import Router, rendezvous_order
 from service.errors import EngineNotReachable, EngineUnreachable
@@ -101,7 +101,8 @@ async def start_fleet(
             log = logs_dir / _log_name(index, len(configs), number, config.managed_replicas)
             only = len(configs) == 1 and config.managed_replicas == 1
             port = settings.engine_port if only else None
-            work = _start_managed(settings, config, paths[config.name], number, log, port)
+            share = DeviceShare(number, config.managed_replicas)
+            work = _start_managed(settings, config, paths[config.name], share, log, port)
             starts.append((config.name, asyncio.create_task(work)))
     tasks = [task for _, task in starts]
     try:
@@ -152,10 +153,15 @@ async def _connect(settings: Settings, config: BaseModelConfig, url: str) -> Rep
 
 
 async def _start_managed(
-    settings: Settings, config: BaseModelConfig, model_path: Path, index: int, log: Path, port: int | None
+    settings: Settings,
+    config: BaseModelConfig,
+    model_path: Path,
+    share: DeviceShare,
+    log: Path,
+    port: int | None,
 ) -> Replica:
     """A vLLM process of our own; stopped again if its start fails or is cancelled."""
-    managed = ManagedEngine(settings, model_path, log, served_name=config.name, port=port)
+    managed = ManagedEngine(settings, model_path, log, served_name=config.name, port=port, share=share)
     client = EngineClient(managed.url)
     try:
         await managed.start(client)
@@ -163,7 +169,7 @@ async def _start_managed(
         await managed.stop()
         await client.close()
         raise
-    key = f"managed-{index}"
+    key = f"managed-{share.index}"
     return Replica(key, client, _adapters(settings, client, config.name, key), managed)
 
 

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.config import Settings
@@ -75,7 +76,35 @@ def engine_command(settings: Settings, model_path: Path, port: int, served_name:
     return command + list(settings.engine_extra_args)
 
 
-def engine_environment(settings: Settings, api_key: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class DeviceShare:
+    """Replica `index` of `count` managed engines of one base model on this machine."""
+
+    index: int = 0
+    count: int = 1
+
+    def gpu(self) -> dict[str, str]:
+        """One GPU per replica: the index-th of those visible to the gateway (all, if unset)."""
+        if self.count == 1:
+            return {}
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(self.count)]
+        return {"CUDA_VISIBLE_DEVICES": ids[self.index % len(ids)]}
+
+    def cpu(self) -> dict[str, str]:
+        """Disjoint cores per replica: vLLM's CPU build otherwise binds every engine's threads to
+        all cores, and engines on one machine take turns instead of running side by side."""
+        if self.count == 1:
+            return {}
+        cores = sorted(os.sched_getaffinity(0))
+        per = max(1, len(cores) // self.count)
+        start = (self.index * per) % len(cores)
+        return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in cores[start : start + per])}
+
+
+def engine_environment(
+    settings: Settings, api_key: str, share: DeviceShare = DeviceShare()
+) -> dict[str, str]:
     """What the engine needs on top of the environment children get (service/processes.py).
 
     The key goes by environment (vLLM's VLLM_API_KEY, the same as `--api-key`) rather than on the
@@ -87,14 +116,22 @@ def engine_environment(settings: Settings, api_key: str) -> dict[str, str]:
         env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get(
             "VLLM_CPU_KVCACHE_SPACE", str(settings.engine_cpu_kvcache_gib)
         )
-    return env
+        return env | share.cpu()
+    return env | share.gpu()
 
 
 class ManagedEngine:
     def __init__(
-        self, settings: Settings, model_path: Path, log_path: Path, served_name: str, port: int | None = None
+        self,
+        settings: Settings,
+        model_path: Path,
+        log_path: Path,
+        served_name: str,
+        port: int | None = None,
+        share: DeviceShare = DeviceShare(),
     ) -> None:
         self.settings = settings
+        self.share = share
         self.model_path = model_path
         self.log_path = log_path
         self.served_name = served_name
@@ -115,7 +152,7 @@ class ManagedEngine:
                 *command,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                **child_process_options(**engine_environment(self.settings, api_key)),
+                **child_process_options(**engine_environment(self.settings, api_key, self.share)),
             )
         deadline = time.monotonic() + self.settings.engine_startup_timeout_s
         while time.monotonic() < deadline:

@@ -40,3 +40,16 @@ def still_running(processes: dict[int, str]) -> dict[int, str]:
         if state != "Z" and command_line(pid) == command:
             alive[pid] = command
     return alive
+
+
+def engine_pid(port: int) -> int:
+    """The managed vLLM server listening on `port` (its engine core and workers are below it)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"vllm.entrypoints.openai.api_server" in cmdline and str(port).encode() in cmdline:
+                return int(proc.name)
+    raise AssertionError(f"no engine on port {port}")

@@ -16,40 +16,11 @@ from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
 from tests.e2e.jobs import wait_for_job
+from tests.e2e.processes import descendants, engine_pid
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
 
 pytestmark = pytest.mark.e2e
-
-
-def _process_tree(root: int) -> list[int]:
-    """root and its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def _engine_pid(port: int) -> int:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"vllm.entrypoints.openai.api_server" in cmdline and str(port).encode() in cmdline:
-                return int(proc.name)
-    raise AssertionError(f"no engine on port {port}")
 
 
 def test_engine_killed_mid_traffic_comes_back(tiny_model: Path, tmp_path: Path) -> None:
@@ -65,13 +36,14 @@ def test_engine_killed_mid_traffic_comes_back(tiny_model: Path, tmp_path: Path) 
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], max_tokens=2)
 
         # The engine's processes are found first, so that it is killed the moment the stream has
-        # started: the tiny model takes seconds for 900 tokens, so the stream cannot end normally.
-        engine_processes = _process_tree(_engine_pid(urlparse(server.engine_url).port or 0))
+        # started: the tiny model takes many seconds for 8,000 tokens, so the stream cannot end normally.
+        root = engine_pid(urlparse(server.engine_url).port or 0)
+        engine_processes = [root, *descendants(root)]
         started = time.monotonic()
         stream = client.chat.completions.create(
             model=BASE_MODEL,
             messages=[{"role": "user", "content": "A long story."}],
-            max_tokens=900,
+            max_tokens=8000,
             stream=True,
             extra_body={"ignore_eos": True},
         )

@@ -48,9 +48,10 @@ def test_chat_requests_in_flight_are_limited_per_organization(server: Server) ->
     busy, other = _client(server, "quota-chat-a"), _client(server, "quota-chat-b")
     with ExitStack() as streams:
         for _ in range(CHAT_IN_FLIGHT):
-            # Long streams (8 choices of 900 tokens, EOS ignored) held open while the limit is
-            # probed: the engine cannot finish one in the seconds the test takes, however it is timed.
-            stream = _chat(busy, stream=True, n=8, max_tokens=900, extra_body={"ignore_eos": True})
+            # Long streams (8 choices of 8,000 tokens, EOS ignored) held open while the limit is
+            # probed: the engine cannot finish one in the seconds the test takes, however loaded
+            # the machine (900 tokens each could finish under load, as a CI run showed).
+            stream = _chat(busy, stream=True, n=8, max_tokens=8000, extra_body={"ignore_eos": True})
             streams.enter_context(stream)
             next(iter(stream))
         with pytest.raises(openai.RateLimitError) as refused:
