@@ -101,33 +101,32 @@ def adapters(client: OpenAI, jobs: int) -> list[str]:
     return names
 
 
-def relay_cost(server: Server, requests: int, max_tokens: int) -> None:
-    """Gateway vs the same vLLM called directly, interleaved, best of 3; and the gateway process's
-    CPU seconds per 1,000 relayed tokens (on a shared CPU, what the relay takes from the engine)."""
+def relay_cost(server: Server, requests: int, max_tokens: int, rounds: int = 5) -> None:
+    """Gateway vs the same vLLM called directly, in `rounds` back-to-back pairs; each figure is the
+    median over the pairs (this machine's speed drifts by 2x between minutes, so a best-of or a
+    mean compares different machines). Also the gateway process's CPU seconds per 1,000 relayed
+    tokens: on a shared CPU, what the relay takes from the engine, and far steadier than tok/s."""
     run = asyncio.run
     engine_key = engine_api_key(server.engine_url)
     gateway_process = psutil.Process(server.process.pid)
     run(load(server.engine_url, ["tiny"], 16, 16, max_tokens, engine_key))  # warm-up
     run(load(server.url, ["tiny"], 16, 16, max_tokens, KEY))
-    print("gateway overhead (base model, streamed, ignore_eos; best of 3 interleaved runs):")
+    print(f"gateway overhead (base model, streamed, ignore_eos; median of {rounds} paired runs):")
     for concurrency in (1, 16):
-        directs, gateways, cpu_s, tokens = [], [], 0.0, 0.0
-        for _ in range(3):
-            directs.append(
-                run(load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key))
-            )
+        ratios, p50s, p99s, cpu_s, tokens = [], [], [], 0.0, 0.0
+        for _ in range(rounds):
+            direct = run(load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key))
             before = sum(gateway_process.cpu_times()[:2])
-            gateways.append(run(load(server.url, ["tiny"], requests, concurrency, max_tokens, KEY)))
+            gateway = run(load(server.url, ["tiny"], requests, concurrency, max_tokens, KEY))
             cpu_s += sum(gateway_process.cpu_times()[:2]) - before
-            tokens += gateways[-1]["tokens"]
-        direct = max(directs, key=lambda r: r["tokens_per_s"])
-        gateway = max(gateways, key=lambda r: r["tokens_per_s"])
-        ratio = gateway["tokens_per_s"] / direct["tokens_per_s"]
+            tokens += gateway["tokens"]
+            ratios.append(gateway["tokens_per_s"] / direct["tokens_per_s"])
+            p50s.append(gateway["p50_ms"] - direct["p50_ms"])
+            p99s.append(gateway["p99_ms"] - direct["p99_ms"])
         print(
-            f"  concurrency {concurrency:2d}: direct {direct['tokens_per_s']:7.0f} tok/s, "
-            f"gateway {gateway['tokens_per_s']:7.0f} tok/s ({ratio:.3f}x); added latency "
-            f"p50 {gateway['p50_ms'] - direct['p50_ms']:+.1f} ms, "
-            f"p99 {gateway['p99_ms'] - direct['p99_ms']:+.1f} ms; "
+            f"  concurrency {concurrency:2d}: gateway/direct {statistics.median(ratios):.3f}x tok/s "
+            f"(pairs {min(ratios):.2f}-{max(ratios):.2f}x); added latency "
+            f"p50 {statistics.median(p50s):+.1f} ms, p99 {statistics.median(p99s):+.1f} ms; "
             f"gateway CPU {1000 * cpu_s / tokens:.3f} s per 1,000 tokens"
         )
 

@@ -11,11 +11,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from service.engine.client import EngineClient
+from service.engine.client import EngineClient, EngineResponse, EngineStreamBroken
 from service.engine.named_tool import NamedToolCall
 from service.errors import error_response
 
@@ -76,21 +75,19 @@ async def forward(
     when the engine is done with the request: at once for a complete answer or an error, after the
     last byte for a stream (or when the stream ends otherwise). `named`: the request was a named
     tool_choice served as JSON output (named_tool.py), whose answer becomes the tool call."""
-    stream = bool(body.get("stream"))
     try:
-        upstream = await engine.send(path, body, stream=stream)
+        upstream = await engine.send(path, body)
     except BaseException:
         lease.release()
         raise
-    if upstream.status_code >= 400 or not stream:
+    if upstream.status_code >= 400 or not body.get("stream"):
         try:
-            if stream:
-                try:
-                    await upstream.aread()
-                finally:
-                    await upstream.aclose()
-            return _complete_response(upstream, named)
+            return _complete_response(upstream.status_code, await upstream.read(), named)
+        except EngineStreamBroken as exc:
+            logger.warning("Engine answer broke: %s", exc)
+            return error_response(502, "The model engine failed while answering.", "server_error")
         finally:
+            upstream.close()
             lease.release()
     return _EngineStream(upstream, lease, named)
 
@@ -100,7 +97,7 @@ class _EngineStream(StreamingResponse):
     away, the engine failed, or the response was never sent), the engine connection is closed,
     which cancels the engine's request, and the lease released, once."""
 
-    def __init__(self, upstream: httpx.Response, lease: Lease, named: NamedToolCall | None) -> None:
+    def __init__(self, upstream: EngineResponse, lease: Lease, named: NamedToolCall | None) -> None:
         self._upstream = upstream
         self._lease: Lease | None = lease
         body = self._relay() if named is None else named.stream(self._relay())
@@ -116,9 +113,9 @@ class _EngineStream(StreamingResponse):
 
     async def _relay(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._upstream.aiter_raw():
+            async for chunk in self._upstream.chunks():
                 yield chunk
-        except httpx.HTTPError as exc:
+        except EngineStreamBroken as exc:
             logger.warning("Engine stream broke: %s", exc)
             yield sse_error(
                 "The model engine failed while streaming the response.", code="engine_unavailable"
@@ -131,19 +128,20 @@ class _EngineStream(StreamingResponse):
         if lease is None:
             return
         try:
-            await self._upstream.aclose()
+            self._upstream.close()
         finally:
             lease.release()
 
 
-def _complete_response(upstream: httpx.Response, named: NamedToolCall | None) -> Response:
+def _complete_response(status_code: int, content: bytes, named: NamedToolCall | None) -> Response:
     try:
-        payload = upstream.json()
+        payload = json.loads(content)
     except ValueError:
         payload = None
-    if upstream.status_code >= 400:
-        return openai_error_from_engine(upstream.status_code, payload if isinstance(payload, dict) else {})
+    if status_code >= 400:
+        return openai_error_from_engine(status_code, payload if isinstance(payload, dict) else {})
     if named is not None:
         payload = named.complete(payload)
-    content = json.dumps(openai_body(payload)).encode() if payload is not None else upstream.content
-    return Response(content=content, status_code=upstream.status_code, media_type="application/json")
+    if payload is not None:
+        content = json.dumps(openai_body(payload)).encode()
+    return Response(content=content, status_code=status_code, media_type="application/json")

@@ -1,11 +1,13 @@
 """Serving across engine replicas (service/engine/fleet.py, serving.py, replica.py) against engine
-stand-ins on httpx's MockTransport: an adapter is loaded where routing sends it, a replica that
-cannot be reached leaves rotation and its request goes to the next one, and rejoins once healthy."""
+stand-ins (real HTTP servers, tests/service/test_serving.py): an adapter is loaded where routing
+sends it, a replica that cannot be reached leaves rotation and its request goes to the next one,
+and rejoins once healthy."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,8 @@ pytestmark = pytest.mark.anyio
 class Pair:
     """A base model on two replicas; `engines[i]` answers requests, `admins[i]` adapter loads."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.engines, self.admins = [Engine(), Engine()], [FakeEngine(), FakeEngine()]
+    def __init__(self, tmp_path: Path, engines: list[Engine]) -> None:
+        self.engines, self.admins = engines, [FakeEngine(), FakeEngine()]
         self.replicas = [
             Replica(f"managed-{i}", self.engines[i].client(), registry_on(self.admins[i], 12))
             for i in range(2)
@@ -44,8 +46,11 @@ class Pair:
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Pair:
-    return Pair(tmp_path)
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    engines = [await Engine().start(), await Engine().start()]
+    yield Pair(tmp_path, engines)
+    for engine in engines:
+        await engine.shutdown()
 
 
 ADAPTERS = [f"ft:base:org::job-{i}" for i in range(12)]
@@ -64,7 +69,7 @@ async def test_each_adapter_is_loaded_on_its_replica_only(pair: Pair) -> None:
 async def test_an_unreachable_replica_leaves_rotation_and_its_request_goes_elsewhere(pair: Pair) -> None:
     name = ADAPTERS[0]
     dead, alive = pair.preferred(name), 1 - pair.preferred(name)
-    pair.engines[dead].unreachable = True
+    await pair.engines[dead].stop()
     answer = await pair.complete(name)
     assert json.loads(bytes(answer.body))["object"] == "chat.completion"
     assert not pair.replicas[dead].available and pair.replicas[alive].available
@@ -79,7 +84,7 @@ async def test_an_unreachable_replica_leaves_rotation_and_its_request_goes_elsew
 
 async def test_no_replica_left_is_an_unavailable_engine_and_holds_nothing(pair: Pair) -> None:
     for engine in pair.engines:
-        engine.unreachable = True
+        await engine.stop()
     with pytest.raises(EngineUnreachable):
         await pair.complete("base")
     assert not any(r.available for r in pair.replicas)
@@ -117,9 +122,9 @@ async def test_an_engine_by_url_leaves_rotation_while_unhealthy_and_rejoins_empt
     await replica.adapters.ensure_loaded("ft:a", "/adapters/a")
     replica.watch(interval_s=0.01)  # not managed: watched by health checks
     try:
-        engine.unreachable = True
+        await engine.stop()
         await _until(lambda: not replica.available)
-        engine.unreachable = False
+        await engine.restart()
         await _until(lambda: replica.available)
         assert replica.adapters.resident == []  # it may have restarted: adapters load again on demand
     finally:

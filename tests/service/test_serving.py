@@ -1,6 +1,7 @@
-"""Serving a completion (service/engine/serving.py and proxy.forward) against an engine stand-in on
-httpx's MockTransport, no processes: the lease is released exactly once and the engine's connection
-closed however a request ends, and a refused adapter gives back the organization's slot."""
+"""Serving a completion (service/engine/serving.py and proxy.forward) against an engine stand-in, a
+real HTTP server (aiohttp's) in the test's event loop: the lease is released exactly once and the
+engine's connection closed however a request ends, and a refused adapter gives back the
+organization's slot."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
 from fastapi.responses import Response
 from starlette.types import Message
 
@@ -31,54 +32,118 @@ pytestmark = pytest.mark.anyio
 CHAT = "/v1/chat/completions"
 
 
-class EngineStream(httpx.AsyncByteStream):
+@dataclass
+class EngineStream:
     """An SSE body: `chunks` 10 ms apart, then a broken connection if `breaks`, or an engine that
-    keeps generating if `endless`. Records whether the gateway closed it."""
+    keeps generating if `endless`. Records how it ended: "done", "broke" or "hung up" (by the
+    gateway, which is how the engine learns to abort the request)."""
 
-    def __init__(self, chunks: int, breaks: bool = False, endless: bool = False) -> None:
-        self.chunks, self.breaks, self.endless = chunks, breaks, endless
-        self.closed = False
+    chunks: int
+    breaks: bool = False
+    endless: bool = False
+    ended: str = ""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for index in range(self.chunks):
+    async def play(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            for index in range(self.chunks):
+                await asyncio.sleep(0.01)
+                await response.write(f"data: {json.dumps({'index': index})}\n\n".encode())
+            if self.breaks:
+                assert request.transport is not None
+                request.transport.abort()  # connection reset mid-stream
+                self.ended = "broke"
+                return response
+            while self.endless:
+                await asyncio.sleep(0.01)
+                await response.write(b"data: {}\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self.ended = "hung up"
+            raise
+        self.ended = "done"
+        return response
+
+    async def end(self) -> str:
+        """How it ended, once it has (the engine sees a hang-up at its next write)."""
+        for _ in range(500):
+            if self.ended:
+                return self.ended
             await asyncio.sleep(0.01)
-            yield f"data: {json.dumps({'index': index})}\n\n".encode()
-        if self.breaks:
-            raise httpx.ReadError("connection reset by peer")
-        while self.endless:
-            await asyncio.sleep(0.01)
-            yield b"data: {}\n\n"
-        yield b"data: [DONE]\n\n"
-
-    async def aclose(self) -> None:
-        self.closed = True
+        return "still streaming"
 
 
 @dataclass
 class Engine:
-    """The engine's answers: `reply` builds one per request; `streams` are those it handed out."""
+    """A real HTTP server answering as vLLM does: `streams` are the streams it handed out, `bodies`
+    the requests it got. `unreachable` makes it refuse connections (it stops listening)."""
 
     status: int = 200
     stream: dict[str, Any] = field(default_factory=dict)
-    unreachable: bool = False
     streams: list[EngineStream] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+    _clients: list[EngineClient] = field(default_factory=list)
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        if self.unreachable:
-            raise httpx.ConnectError("connection refused")
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.method == "GET":  # /health
-            return httpx.Response(200)
+            return web.Response()
+        body = await request.json()
+        self.bodies.append(body)
         if self.status >= 400:
-            return httpx.Response(self.status, json={"error": {"message": "boom", "code": self.status}})
-        if json.loads(request.content).get("stream"):
+            return web.json_response({"error": {"message": "boom", "code": self.status}}, status=self.status)
+        if body.get("stream"):
             self.streams.append(EngineStream(**(self.stream or {"chunks": 3})))
-            return httpx.Response(200, stream=self.streams[-1])
-        return httpx.Response(200, json={"id": "c", "object": "chat.completion", "choices": []})
+            return await self.streams[-1].play(request)
+        return web.json_response({"id": "c", "object": "chat.completion", "choices": []})
+
+    async def start(self, port: int = 0) -> Engine:
+        """Listen on `port` (any free one by default; the same one again to come back)."""
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self.handle)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening: connections to it are refused from now on."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def restart(self) -> None:
+        await self.start(int(self.url.rsplit(":", 1)[1]))
 
     def client(self) -> EngineClient:
-        client = EngineClient("http://engine")
-        client.http = httpx.AsyncClient(base_url="http://engine", transport=httpx.MockTransport(self.handle))
-        return client
+        self._clients.append(EngineClient(self.url))
+        return self._clients[-1]
+
+    async def shutdown(self) -> None:
+        """Stop it and close the clients made of it."""
+        await self.stop()
+        for client in self._clients:
+            await client.close()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    served = await Engine().start()
+    yield served
+    await served.shutdown()
+
+
+async def unreachable_engine() -> EngineClient:
+    """A client of an engine that is gone: a port nothing listens on."""
+    gone = await Engine().start()
+    await gone.stop()
+    return EngineClient(gone.url)
 
 
 class CountingLease:
@@ -120,17 +185,18 @@ async def _send_response(
     return received
 
 
-async def test_complete_answer_releases_the_lease_once() -> None:
+async def test_complete_answer_releases_the_lease_once(engine: Engine) -> None:
     lease = CountingLease()
-    response = await forward(Engine().client(), CHAT, {"model": "m"}, lease)
+    response = await forward(engine.client(), CHAT, {"model": "m"}, lease)
     assert response.status_code == 200
     assert lease.releases == 1
 
 
-async def test_engine_error_answer_releases_the_lease_once() -> None:
+async def test_engine_error_answer_releases_the_lease_once(engine: Engine) -> None:
+    engine.status = 500
     for stream in (False, True):
         lease = CountingLease()
-        response = await forward(Engine(status=500).client(), CHAT, {"model": "m", "stream": stream}, lease)
+        response = await forward(engine.client(), CHAT, {"model": "m", "stream": stream}, lease)
         assert response.status_code == 500
         assert json.loads(bytes(response.body))["error"]["message"] == "boom"
         assert lease.releases == 1
@@ -138,8 +204,10 @@ async def test_engine_error_answer_releases_the_lease_once() -> None:
 
 async def test_unreachable_engine_releases_the_lease_once() -> None:
     lease = CountingLease()
+    client = await unreachable_engine()
     with pytest.raises(EngineUnreachable):
-        await forward(Engine(unreachable=True).client(), CHAT, {"model": "m"}, lease)
+        await forward(client, CHAT, {"model": "m"}, lease)
+    await client.close()
     assert lease.releases == 1
 
 
@@ -150,18 +218,19 @@ async def test_unreachable_engine_releases_the_lease_once() -> None:
         pytest.param({"chunks": 2, "breaks": True}, {}, id="engine breaks mid-stream"),
         pytest.param({"chunks": 1, "endless": True}, {"fail_send_at": 3}, id="client gone (ASGI 2.4)"),
         pytest.param({"chunks": 1, "endless": True}, {"disconnect_after": 2}, id="client gone (ASGI 2.0)"),
-        pytest.param({"chunks": 3}, {"fail_send_at": 1}, id="response never started"),
+        pytest.param({"chunks": 1, "endless": True}, {"fail_send_at": 1}, id="response never started"),
     ],
 )
 async def test_stream_releases_the_lease_once_and_closes_the_engine_stream(
-    stream: dict[str, Any], client: dict[str, int]
+    engine: Engine, stream: dict[str, Any], client: dict[str, int]
 ) -> None:
-    engine, lease = Engine(stream=stream), CountingLease()
+    engine.stream, lease = stream, CountingLease()
     response = await forward(engine.client(), CHAT, {"model": "m", "stream": True}, lease)
     assert lease.releases == 0  # held while the engine streams
     received = await _send_response(response, **client)
     assert lease.releases == 1
-    assert engine.streams[0].closed
+    expected = "broke" if stream.get("breaks") else "hung up" if stream.get("endless") else "done"
+    assert await engine.streams[0].end() == expected
     if stream.get("breaks"):
         assert b"engine_unavailable" in b"".join(received)
 
@@ -202,8 +271,8 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Gateway:
-    engine, admin = Engine(), FakeEngine()
+def gateway(tmp_path: Path, engine: Engine) -> Gateway:
+    admin = FakeEngine()
     return Gateway(engine, admin, one_replica("base", tmp_path, engine.client(), registry_on(admin)))
 
 
@@ -214,24 +283,14 @@ async def test_adapter_and_slot_are_held_while_streaming_and_released_at_the_end
         await gateway.complete("base")
     await _send_response(response)
     assert gateway.holds_nothing()
-    assert gateway.engine.streams[0].closed
+    assert await gateway.engine.streams[0].end() == "done"
     assert json.loads(bytes((await gateway.complete("base")).body))["object"] == "chat.completion"
     assert gateway.holds_nothing()
 
 
 async def test_cache_salt_replaces_the_callers(gateway: Gateway) -> None:
-    bodies: list[dict[str, Any]] = []
-    answer = gateway.engine.handle
-
-    async def record(request: httpx.Request) -> httpx.Response:
-        bodies.append(json.loads(request.content))
-        return await answer(request)
-
-    gateway.replica.client.http = httpx.AsyncClient(
-        base_url="http://e", transport=httpx.MockTransport(record)
-    )
     await gateway.complete("base", cache_salt="mine")
-    assert bodies[0]["cache_salt"] == gateway.limits.cache_salt("org") != "mine"
+    assert gateway.engine.bodies[0]["cache_salt"] == gateway.limits.cache_salt("org") != "mine"
 
 
 async def test_adapter_load_failure_releases_the_slot(gateway: Gateway) -> None:
@@ -246,7 +305,7 @@ async def test_failing_engine_releases_slot_and_adapter(gateway: Gateway) -> Non
     gateway.engine.status = 500
     assert (await gateway.complete("ft:a")).status_code == 500
     assert gateway.holds_nothing()
-    gateway.engine.unreachable = True
+    await gateway.engine.stop()
     with pytest.raises(EngineUnreachable):
         await gateway.complete("ft:a")
     assert gateway.holds_nothing()
