@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     engine_routing: Literal["affinity", "round_robin"] = "affinity"
     engine_route_load_factor: float = Field(default=1.25, ge=1.0)
     engine_route_min_in_flight: int = Field(default=8, ge=1)
+    # Where managed replicas run: processes of this gateway ("local"), or Ray actors ("ray",
+    # service/engine/ray_engine.py): one detached actor per replica, named after its base model, so
+    # every gateway of a cluster shares them and a restarted gateway finds its engines running. Ray
+    # places each where `ray_engine_resources` are free and starts it again when it dies.
+    engine_placement: Literal["local", "ray"] = "local"
+    ray_client_address: str = "ray://127.0.0.1:10001"  # Ray Client (the head's client server)
+    ray_engine_resources: dict[str, float] = Field(default_factory=lambda: {"GPU": 1.0})
     # LoRA capacity. max_loras: adapters in one batch (GPU slots); max_adapters: adapters loaded in
     # the engine at once (vLLM's max_cpu_loras), least recently used evicted beyond it.
     engine_max_lora_rank: int = 64

@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
+from typing import Protocol
 
-from service.engine.adapter_cache import AdapterCache
 from service.engine.client import EngineClient
 from service.errors import AdapterLoadError, EngineRejected
 
 logger = logging.getLogger(__name__)
 
 
+class AdapterStage(Protocol):
+    """Puts an adapter where the engine can read it: a local folder (adapter_cache.AdapterCache) or
+    one on a Ray engine's node (ray_engine.RayAdapterStage). Blocking."""
+
+    def local_path(self, location: str) -> str: ...
+
+
 class AdapterRegistry:
-    def __init__(self, engine: EngineClient, max_resident: int, cache: AdapterCache | None = None) -> None:
+    def __init__(self, engine: EngineClient, max_resident: int, cache: AdapterStage | None = None) -> None:
         """`cache`: where adapters in object storage are copied for the engine (None: every
         adapter location is a local folder)."""
         self.engine = engine

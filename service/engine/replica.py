@@ -1,5 +1,5 @@
 """One engine of a base model: its client, the adapters it holds, the requests it runs, and whether
-it is in rotation. A managed replica's supervisor (ManagedEngine.supervise) restarts its process;
+it is in rotation. A managed replica's keeper (a local process or a Ray actor) restarts its engine;
 a replica by URL is watched here. Either leaves rotation while it fails its health checks, or
 as soon as a request cannot reach it (`suspect`), and rejoins once it answers again."""
 
@@ -8,13 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from service.engine.adapters import AdapterRegistry
 from service.engine.client import EngineClient
-from service.engine.process import ManagedEngine
 
 logger = logging.getLogger(__name__)
+
+
+class EngineKeeper(Protocol):
+    """What keeps a managed engine up: a local process (process.ManagedEngine) or a Ray actor
+    (ray_engine.RayEngine)."""
+
+    async def supervise(self, client: EngineClient, on_restart: Callable[[], None]) -> None: ...
+    async def stop(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -22,7 +31,7 @@ class Replica:
     key: str  # what routing hashes: the URL of an engine by URL, "managed-N" for ours
     client: EngineClient
     adapters: AdapterRegistry
-    managed: ManagedEngine | None = None
+    managed: EngineKeeper | None = None
     in_flight: int = 0  # requests the engine is working on (held by ServingLease)
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
