@@ -4,8 +4,10 @@
 
 Starts opentune (uvicorn + managed vLLM) on the tiny offline test model, fine-tunes three small
 adapters (their checkpoints are adapters too), then measures, side by side in this run:
-- gateway overhead: output tokens/s and request latency through the gateway vs the same vLLM called
-  directly, at concurrency 1 and 16 (targets: >= 0.98x tokens/s, <= 5 ms added p50);
+- relay cost: output tokens/s, request latency and CPU seconds per 1,000 tokens through the gateway
+  vs the same vLLM called directly, at concurrency 1 and 16 (target: >= 0.95x tokens/s, <= 10 ms
+  added p50), and the same for LiteLLM's proxy on the same engine (bench/litellm_peer.py; installed
+  into its own virtual environment on first use; --no-peer skips it);
 - LoRA decode: one adapter vs the base model, and 8 distinct adapters mixed vs the base (S2, S3);
 - adapter load: vLLM's load_lora_adapter from disk (S4), and the first-token penalty of a request
   for an adapter that is not loaded yet (S5).
@@ -15,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import io
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
 from openai import OpenAI
 
+from bench.litellm_peer import installed, litellm_proxy
 from tests.e2e.engine_key import engine_api_key
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import Server, running_server
@@ -101,34 +107,68 @@ def adapters(client: OpenAI, jobs: int) -> list[str]:
     return names
 
 
-def relay_cost(server: Server, requests: int, max_tokens: int, rounds: int = 5) -> None:
-    """Gateway vs the same vLLM called directly, in `rounds` back-to-back pairs; each figure is the
-    median over the pairs (this machine's speed drifts by 2x between minutes, so a best-of or a
-    mean compares different machines). Also the gateway process's CPU seconds per 1,000 relayed
-    tokens: on a shared CPU, what the relay takes from the engine, and far steadier than tok/s."""
-    run = asyncio.run
-    engine_key = engine_api_key(server.engine_url)
-    gateway_process = psutil.Process(server.process.pid)
-    run(load(server.engine_url, ["tiny"], 16, 16, max_tokens, engine_key))  # warm-up
-    run(load(server.url, ["tiny"], 16, 16, max_tokens, KEY))
-    print(f"gateway overhead (base model, streamed, ignore_eos; median of {rounds} paired runs):")
-    for concurrency in (1, 16):
-        ratios, p50s, p99s, cpu_s, tokens = [], [], [], 0.0, 0.0
-        for _ in range(rounds):
-            direct = run(load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key))
-            before = sum(gateway_process.cpu_times()[:2])
-            gateway = run(load(server.url, ["tiny"], requests, concurrency, max_tokens, KEY))
-            cpu_s += sum(gateway_process.cpu_times()[:2]) - before
-            tokens += gateway["tokens"]
-            ratios.append(gateway["tokens_per_s"] / direct["tokens_per_s"])
-            p50s.append(gateway["p50_ms"] - direct["p50_ms"])
-            p99s.append(gateway["p99_ms"] - direct["p99_ms"])
-        print(
-            f"  concurrency {concurrency:2d}: gateway/direct {statistics.median(ratios):.3f}x tok/s "
-            f"(pairs {min(ratios):.2f}-{max(ratios):.2f}x); added latency "
-            f"p50 {statistics.median(p50s):+.1f} ms, p99 {statistics.median(p99s):+.1f} ms; "
-            f"gateway CPU {1000 * cpu_s / tokens:.3f} s per 1,000 tokens"
+@dataclass
+class Relay:
+    """A way to the engine: `url`, its key, and the processes whose CPU time is its cost."""
+
+    name: str
+    url: str
+    key: str
+    processes: list[psutil.Process] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    tokens: float = 0.0
+
+    def cpu_time(self) -> float:
+        processes = self.processes + [c for p in self.processes for c in p.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+    def measure(self, direct: dict[str, float], requests: int, concurrency: int, max_tokens: int) -> None:
+        before = self.cpu_time()
+        result = asyncio.run(load(self.url, ["tiny"], requests, concurrency, max_tokens, self.key))
+        self.cpu_s += self.cpu_time() - before
+        self.tokens += result["tokens"]
+        self.ratios.append(result["tokens_per_s"] / direct["tokens_per_s"])
+        self.p50s.append(result["p50_ms"] - direct["p50_ms"])
+        self.p99s.append(result["p99_ms"] - direct["p99_ms"])
+
+    def report(self) -> str:
+        return (
+            f"{self.name} {statistics.median(self.ratios):.3f}x tok/s "
+            f"(pairs {min(self.ratios):.2f}-{max(self.ratios):.2f}x), added latency "
+            f"p50 {statistics.median(self.p50s):+.1f} ms, p99 {statistics.median(self.p99s):+.1f} ms, "
+            f"CPU {1000 * self.cpu_s / self.tokens:.3f} s per 1,000 tokens"
         )
+
+
+def relay_cost(server: Server, requests: int, max_tokens: int, peer: bool, rounds: int = 5) -> None:
+    """opentune (and LiteLLM's proxy, `peer`) vs the same vLLM called directly, in `rounds`
+    back-to-back runs; each figure is the median over the rounds (this machine's speed drifts by 2x
+    between minutes, so a best-of or a mean compares different machines). Also each relay's CPU
+    seconds per 1,000 relayed tokens: on a shared CPU, what the relay takes from the engine, and
+    far steadier than tok/s."""
+    engine_key = engine_api_key(server.engine_url)
+    with contextlib.ExitStack() as stack:
+        relays = [Relay("opentune", server.url, KEY, [psutil.Process(server.process.pid)])]
+        if peer:
+            _, version = installed()
+            proxy = stack.enter_context(litellm_proxy(server.engine_url, engine_key, "tiny", KEY))
+            relays.append(Relay(f"LiteLLM {version}", proxy.url, KEY, [psutil.Process(proxy.process.pid)]))
+        for relay in relays:  # warm-up
+            asyncio.run(load(relay.url, ["tiny"], 16, 16, max_tokens, relay.key))
+        print(f"relay cost (base model, streamed, ignore_eos; vs direct, median of {rounds} rounds):")
+        for concurrency in (1, 16):
+            measured = [dataclasses.replace(r, ratios=[], p50s=[], p99s=[]) for r in relays]
+            for _ in range(rounds):
+                direct = asyncio.run(
+                    load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key)
+                )
+                for relay in measured:
+                    relay.measure(direct, requests, concurrency, max_tokens)
+            for relay in measured:
+                print(f"  concurrency {concurrency:2d}: {relay.report()}")
 
 
 def main() -> None:
@@ -136,6 +176,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--only-relay", action="store_true", help="only the gateway-vs-direct part")
+    parser.add_argument("--no-peer", action="store_true", help="without LiteLLM's proxy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "model")
@@ -152,7 +193,7 @@ def main() -> None:
             run = asyncio.run
             engine_key = engine_api_key(server.engine_url)  # the managed engine's own key
 
-            relay_cost(server, args.requests, args.max_tokens)
+            relay_cost(server, args.requests, args.max_tokens, peer=not args.no_peer)
             if args.only_relay:
                 return
             base = run(load(server.url, ["tiny"], args.requests, 1, args.max_tokens, KEY))

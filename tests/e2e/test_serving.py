@@ -156,6 +156,51 @@ def test_a_required_choice_of_one_tool_returns_its_call_with_the_default_configu
     assert all(set(json.loads(c.function.arguments)) == {"city", "unit"} for c in calls)
 
 
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Local time of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Berlin", "Tokyo"]}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_a_required_choice_among_several_tools_returns_calls_that_parse(client: OpenAI) -> None:
+    # vLLM serves "required" as JSON output constrained to a list of {name, parameters} over the
+    # tools: with compact JSON (the default) a small model cannot pad it with whitespace.
+    for stream in (False, True):
+        request = {
+            "model": BASE_MODEL,
+            "messages": [{"role": "user", "content": "Weather or time in Tokyo?"}],
+            "tools": [WEATHER_TOOL, TIME_TOOL],
+            "tool_choice": "required",
+            "max_tokens": 120,
+            "temperature": 0,
+        }
+        if stream:
+            arguments: dict[int, str] = {}
+            names: dict[int, str] = {}
+            for chunk in client.chat.completions.create(**request, stream=True):  # type: ignore[call-overload]
+                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    names[call.index] = names.get(call.index, "") + (call.function.name or "")
+                    arguments[call.index] = arguments.get(call.index, "") + (call.function.arguments or "")
+            calls = [(names[i], arguments[i]) for i in sorted(names)]
+        else:
+            response = client.chat.completions.create(**request)  # type: ignore[call-overload]
+            message_calls = response.choices[0].message.tool_calls or []
+            calls = [(c.function.name, c.function.arguments) for c in message_calls]
+        assert calls, f"no tool call (stream={stream})"
+        for name, raw in calls:
+            assert name in ("get_weather", "get_time")
+            expected = {"city", "unit"} if name == "get_weather" else {"city"}
+            assert set(json.loads(raw)) == expected
+
+
 def test_a_named_tool_choice_streams_in_openais_delta_shape(client: OpenAI) -> None:
     stream = client.chat.completions.create(
         model=BASE_MODEL,
