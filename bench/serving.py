@@ -109,12 +109,14 @@ def adapters(client: OpenAI, jobs: int) -> list[str]:
 
 @dataclass
 class Relay:
-    """A way to the engine: `url`, its key, and the processes whose CPU time is its cost."""
+    """A way to the engine: `url`, its key, and the process whose CPU time is its cost (with its
+    children for LiteLLM's workers; not for opentune, whose children are the engine)."""
 
     name: str
     url: str
     key: str
-    processes: list[psutil.Process] = field(default_factory=list)
+    process: psutil.Process
+    with_children: bool = False
     ratios: list[float] = field(default_factory=list)
     p50s: list[float] = field(default_factory=list)
     p99s: list[float] = field(default_factory=list)
@@ -122,7 +124,7 @@ class Relay:
     tokens: float = 0.0
 
     def cpu_time(self) -> float:
-        processes = self.processes + [c for p in self.processes for c in p.children(recursive=True)]
+        processes = [self.process] + (self.process.children(recursive=True) if self.with_children else [])
         return sum(sum(p.cpu_times()[:2]) for p in processes)
 
     def measure(self, direct: dict[str, float], requests: int, concurrency: int, max_tokens: int) -> None:
@@ -151,11 +153,12 @@ def relay_cost(server: Server, requests: int, max_tokens: int, peer: bool, round
     far steadier than tok/s."""
     engine_key = engine_api_key(server.engine_url)
     with contextlib.ExitStack() as stack:
-        relays = [Relay("opentune", server.url, KEY, [psutil.Process(server.process.pid)])]
+        relays = [Relay("opentune", server.url, KEY, psutil.Process(server.process.pid))]
         if peer:
             _, version = installed()
             proxy = stack.enter_context(litellm_proxy(server.engine_url, engine_key, "tiny", KEY))
-            relays.append(Relay(f"LiteLLM {version}", proxy.url, KEY, [psutil.Process(proxy.process.pid)]))
+            litellm = psutil.Process(proxy.process.pid)
+            relays.append(Relay(f"LiteLLM {version}", proxy.url, KEY, litellm, with_children=True))
         for relay in relays:  # warm-up
             asyncio.run(load(relay.url, ["tiny"], 16, 16, max_tokens, relay.key))
         print(f"relay cost (base model, streamed, ignore_eos; vs direct, median of {rounds} rounds):")

@@ -80,16 +80,21 @@ class EngineClient:
         """Send a request and return as soon as the engine's headers are in: the caller reads the
         body and must close the response (closing it before the end cancels the engine's work)."""
         if self._relay is None or self._relay.closed:
-            # No read timeout: generations and streams last as long as they last.
+            # No read timeout: generations and streams last as long as they last. Idle connections
+            # are dropped after 2 s, before vLLM's server (uvicorn: 5 s) closes them on its side.
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0)
-            self._relay = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(keepalive_timeout=2.0, limit=0)
+            self._relay = aiohttp.ClientSession(timeout=timeout, connector=connector)
         headers = {"content-type": "application/json"}
         if auth := self.http.headers.get("authorization"):
             headers["authorization"] = auth
+        data = json.dumps(body).encode()
         try:
-            response = await self._relay.post(
-                self.base_url + path, data=json.dumps(body).encode(), headers=headers
-            )
+            try:
+                response = await self._relay.post(self.base_url + path, data=data, headers=headers)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # A kept-alive connection the engine closed as we reused it: nothing reached it.
+                response = await self._relay.post(self.base_url + path, data=data, headers=headers)
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineUnreachable(f"the engine at {self.base_url} is not reachable: {exc!r}") from exc
         return EngineResponse(response)
