@@ -6,9 +6,9 @@ Starts opentune with two managed vLLM replicas of the tiny offline test model (e
 its own CPU cores, service/engine/process.py's DeviceShare), fine-tunes two small jobs whose final
 models and checkpoints make 8 adapters, then sends the same Zipf-distributed stream of requests
 (a few adapters get most of the traffic, as in a real tenant mix) once per routing policy, the
-server started again in between on the same data. Each replica holds at most 4 adapters (all 8
-fit in the pair, not in one replica), so which replica a request goes to decides how often vLLM
-loads an adapter. Reported per policy:
+server started again in between on the same data. Each replica holds at most 3 adapters (fewer
+than the 8, so both policies load some adapters again), so which replica a request goes to decides
+how often vLLM loads an adapter. Reported per policy:
 adapter loads (the gateway's own "Loaded adapter" log lines: one per vLLM load_lora_adapter),
 output tokens/s and latency percentiles.
 """
@@ -30,7 +30,7 @@ from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
 from tests.tiny_model import build_tiny_model
 
-ADAPTERS_PER_REPLICA = 4
+ADAPTERS_PER_REPLICA = 3
 
 
 def train_adapters(client: OpenAI) -> list[str]:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import api
 from service.access import AuthenticationMiddleware, BodySizeLimitMiddleware
+from service.api.metrics import metrics_router
 from service.auth import KeyRing
 from service.catalog import ModelCatalog
 from service.config import Settings
@@ -34,6 +35,7 @@ from service.jobs.quotas import JobLimits
 from service.jobs.scheduler import JobScheduler
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
+from service.metrics import HttpMetricsMiddleware
 from service.openapi import build_openapi
 from service.store.database import open_database
 from trainer import storage
@@ -56,6 +58,7 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
     app = FastAPI(title="opentune", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(api.health.router)
+    app.include_router(metrics_router(settings.metrics_require_key))
     app.include_router(api.v1)
     # The last added runs first: request id, then the key, then the body cap, then the route.
     app.add_middleware(
@@ -65,6 +68,7 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
     )
     app.add_middleware(AuthenticationMiddleware, key_ring=lambda: _components(app).keys)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # outermost: it sees every answer, refusals included
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     file_check_memory_gib: float = 4.0
     file_check_timeout_s: float = 300.0
 
+    # GET /metrics (service/metrics.py) answers only callers with a valid API key.
+    metrics_require_key: bool = False
+
     # Per-organization limits (issue 9: one organization must not exhaust the server for the others).
     # Jobs in validating_files, queued, running or paused at once.
     max_active_jobs_per_org: int = 20

@@ -37,6 +37,8 @@ class MetricsEvent(_Event):
     train_mean_token_accuracy: float | None = None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
+    # Training tokens per second since the previous metrics event (SFT: TRL counts the tokens).
+    tokens_per_second: float | None = None
 
 
 class CheckpointEvent(_Event):

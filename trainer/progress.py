@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class ProgressCallback(TrainerCallback):
         self.latest: dict[str, Any] = {}  # the latest train and validation values, for checkpoints
         self.last_checkpoint: str | None = None
         self._pending: dict[str, Any] | None = None
+        self._tokens_seen: tuple[float, float] | None = None  # (TRL's num_tokens, when) at the last log
 
     def _flush(self) -> None:
         if self._pending is not None:
@@ -88,6 +90,16 @@ class ProgressCallback(TrainerCallback):
             return
         train = {"train_loss": logs["loss"], "train_mean_token_accuracy": logs.get("mean_token_accuracy")}
         self.latest.update(train)
+        if "num_tokens" in logs:
+            now, tokens = time.monotonic(), float(logs["num_tokens"])
+            if (
+                self._tokens_seen is not None
+                and now > self._tokens_seen[1]
+                and tokens >= self._tokens_seen[0]
+            ):
+                rate = (tokens - self._tokens_seen[0]) / (now - self._tokens_seen[1])
+                train["tokens_per_second"] = rate
+            self._tokens_seen = (tokens, now)
         self.table.record(
             state.global_step, train_loss=train["train_loss"], train_accuracy=logs.get("mean_token_accuracy")
         )

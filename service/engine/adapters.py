@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, OrderedDict
 from typing import Protocol
 
 from service.engine.client import EngineClient
 from service.errors import AdapterLoadError, EngineRejected
+from service.metrics import ADAPTER_EVICTIONS, ADAPTER_LOAD_SECONDS, ADAPTER_LOADS
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +30,13 @@ class AdapterStage(Protocol):
 
 
 class AdapterRegistry:
-    def __init__(self, engine: EngineClient, max_resident: int, cache: AdapterStage | None = None) -> None:
+    def __init__(
+        self, engine: EngineClient, max_resident: int, cache: AdapterStage | None = None, base: str = ""
+    ) -> None:
         """`cache`: where adapters in object storage are copied for the engine (None: every
-        adapter location is a local folder)."""
+        adapter location is a local folder). `base`: the base model, for metrics."""
         self.engine = engine
+        self.base = base
         self.max_resident = max_resident
         self.cache = cache
         self._resident: OrderedDict[str, None] = OrderedDict()  # least recently used first
@@ -78,12 +83,19 @@ class AdapterRegistry:
         if name in self._resident:
             self._resident.move_to_end(name)
             return
-        path = await self._local_path(name, location)
+        started = time.perf_counter()
+        outcome = "error"
         try:
-            await self.engine.load_adapter(name, path)
-        except EngineRejected as exc:
-            if not (exc.status_code == 400 and "already been loaded" in str(exc.body)):
-                raise AdapterLoadError(f"the engine could not load adapter '{name}': {exc.body}") from exc
+            path = await self._local_path(name, location)
+            try:
+                await self.engine.load_adapter(name, path)
+            except EngineRejected as exc:
+                if not (exc.status_code == 400 and "already been loaded" in str(exc.body)):
+                    raise AdapterLoadError(f"the engine could not load adapter '{name}': {exc.body}") from exc
+            outcome = "ok"
+        finally:
+            ADAPTER_LOADS.labels(self.base, outcome).inc()
+            ADAPTER_LOAD_SECONDS.labels(self.base).observe(time.perf_counter() - started)
         self._resident[name] = None
         self.loads += 1
         logger.info("Loaded adapter %s from %s", name, location)
@@ -102,6 +114,7 @@ class AdapterRegistry:
             if victim is None:
                 return  # every other adapter is serving a request: over the cap until they finish
             await self._unload(victim)
+            ADAPTER_EVICTIONS.labels(self.base).inc()
             logger.info("Evicted adapter %s (least recently used)", victim)
 
     async def _unload(self, name: str) -> None:

@@ -187,7 +187,7 @@ async def _start_on_ray(settings: Settings, config: BaseModelConfig, model_path:
     except BaseException:
         await client.close()
         raise
-    registry = AdapterRegistry(client, settings.engine_max_adapters, RayAdapterStage(engine))
+    registry = AdapterRegistry(client, settings.engine_max_adapters, RayAdapterStage(engine), config.name)
     return Replica(engine.name, client, registry, engine)
 
 
@@ -196,4 +196,4 @@ def _adapters(settings: Settings, client: EngineClient, base_name: str, replica:
     digest = hashlib.sha256(f"{base_name}\0{replica}".encode()).hexdigest()[:16]
     folder = settings.data_dir.resolve() / "cache" / "adapters" / digest
     cache = AdapterCache(folder, max_entries=4 * settings.engine_max_adapters)
-    return AdapterRegistry(client, settings.engine_max_adapters, cache)
+    return AdapterRegistry(client, settings.engine_max_adapters, cache, base_name)

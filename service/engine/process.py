@@ -19,6 +19,7 @@ from service.engine.client import EngineClient
 from service.engine.tool_calls import tool_call_parser
 from service.errors import EngineStartError
 from service.ids import random_token
+from service.metrics import ENGINE_RESTARTS
 from service.processes import child_process_options, stop_process
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class ManagedEngine:
             if process_alive and failures < 3:
                 continue
             logger.error("The engine is down (process alive: %s); restarting it", process_alive)
+            ENGINE_RESTARTS.labels(self.served_name).inc()
             client.available = False
             on_restart()
             await self.stop()

@@ -37,6 +37,7 @@ from service.engine.client import EngineClient
 from service.engine.process import engine_arguments, engine_environment, vllm_command
 from service.errors import EngineStartError
 from service.ids import random_token
+from service.metrics import ENGINE_RESTARTS
 from service.processes import child_process_options
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class RayEngine:
         # The key is the actor's own (VLLM_API_KEY, per start): not part of what names the replica.
         self.env = {k: v for k, v in engine_environment(settings, "").items() if k != "VLLM_API_KEY"}
         self.name = actor_name(served_name, index, self.arguments, self.env)
+        self.served_name = served_name
         self.url = ""
         self._actor: Any = None
 
@@ -205,6 +207,7 @@ class RayEngine:
                 continue
             if moved:
                 logger.warning("Engine %s started again by Ray, at %s", self.name, self.url)
+                ENGINE_RESTARTS.labels(self.served_name).inc()
                 client.available = False
                 on_restart()
             healthy = await client.is_healthy()

@@ -12,6 +12,7 @@ from service.errors import NotFound
 from service.ids import new_id
 from service.jobs.fairness import QueuedJob
 from service.jobs.states import JobStatus, sources_of
+from service.metrics import observe_transition
 from service.pagination import paginate
 from service.protocol.common import CursorPage
 from service.protocol.fine_tuning import (
@@ -101,6 +102,25 @@ class JobStore:
             )
             return {org: int(count) for org, count in session.execute(query)}
 
+    def count_by_status(self) -> dict[str, int]:
+        """Jobs in each status, every organization (service/metrics.py)."""
+        with self.db.session() as session:
+            query = select(JobRow.status, func.count()).group_by(JobRow.status)
+            return {status: int(count) for status, count in session.execute(query)}
+
+    def running_throughput(self) -> dict[str, float]:
+        """Running jobs' tokens per second, from each one's latest metrics event that has it."""
+        with self.db.session() as session:
+            running = select(JobRow.id).where(JobRow.status == JobStatus.RUNNING.value)
+            latest = (
+                select(func.max(EventRow.seq))
+                .where(EventRow.job_id.in_(running), EventRow.type == "metrics")
+                .group_by(EventRow.job_id)
+            )
+            rows = session.execute(select(EventRow.job_id, EventRow.data).where(EventRow.seq.in_(latest)))
+            found = {job_id: (data or {}).get("tokens_per_second") for job_id, data in rows}
+        return {job_id: float(rate) for job_id, rate in found.items() if isinstance(rate, int | float)}
+
     def list(
         self, org_id: str, after: str | None, limit: int, metadata: dict[str, str] | None = None
     ) -> CursorPage[FineTuningJob]:
@@ -141,11 +161,19 @@ class JobStore:
         if running_owner is not None:
             query = query.where(or_(JobRow.status != JobStatus.RUNNING.value, JobRow.owner == running_owner))
         with self.db.session() as session:
+            # A first start: the job has trained no step yet (a resumed or retried one has).
+            first_start = target is JobStatus.RUNNING and not session.scalar(
+                select(EventRow.seq).where(EventRow.job_id == job_id, EventRow.type == "metrics").limit(1)
+            )
             result = session.execute(query.values(status=target.value, **fields))
             moved = bool(result.rowcount)  # type: ignore[attr-defined]
             for event in events if moved else ():
                 message, level = (event, "info") if isinstance(event, str) else event
                 session.add(_event_row(job_id, level, message))
+            if moved and (target.is_terminal or first_start):
+                created_at = session.scalar(select(JobRow.created_at).where(JobRow.id == job_id)) or 0
+                tokens = fields.get("trained_tokens") if target is JobStatus.SUCCEEDED else None
+                observe_transition(target.value, created_at, target.is_terminal, first_start, tokens)
             return moved
 
     def update_fields(self, job_id: str, **fields: Any) -> None:

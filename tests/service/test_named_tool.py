@@ -40,9 +40,7 @@ def test_required_with_a_single_tool_names_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "choice",
-    # "required" among several tools: the engine picks which (its tool-call parser).
-    ["auto", "required", "none", None, {"type": "function", "function": {"name": "missing"}}],
+    "choice", ["auto", "none", None, {"type": "function", "function": {"name": "missing"}}]
 )
 def test_other_choices_are_left_to_the_engine(choice: Any) -> None:
     body = _body(tool_choice=choice)
@@ -107,3 +105,43 @@ async def test_a_stream_carries_tool_call_deltas_in_openais_shape() -> None:
     arguments = "".join(d["tool_calls"][0]["function"]["arguments"] for d in deltas if "tool_calls" in d)
     assert json.loads(arguments) == {"city": "Paris"}
     assert all(d.get("content") is None for d in deltas)
+
+
+def test_required_among_several_tools_asks_for_a_name_and_its_arguments() -> None:
+    body = _body(tool_choice="required")
+    required = NamedToolCall.rewrite(body)
+    assert required is not None and required.name == "" and body["tool_choice"] == "none"
+    choices = body["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert [c["properties"]["name"]["enum"] for c in choices] == [["other"], ["get_weather"]]
+    assert choices[1]["properties"]["arguments"] == PARAMETERS
+    answer = {"role": "assistant", "content": '{"name":"get_weather","arguments":{"city":"Oslo"}}'}
+    cut_short = {"role": "assistant", "content": '{"name":"get_wea'}
+    done = required.complete(
+        {"choices": [{"index": 0, "message": answer}, {"index": 1, "message": cut_short}]}
+    )
+    call = done["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    assert done["choices"][1]["message"] == cut_short  # no call can be made of it: left as text
+
+
+@pytest.mark.anyio
+async def test_required_among_several_tools_streams_the_call_whole_at_the_end() -> None:
+    required = NamedToolCall.rewrite(_body(tool_choice="required"))
+    assert required is not None
+    raw = b"\n\n".join(
+        [
+            _event({"role": "assistant", "content": ""}),
+            _event({"content": '{"name":"other",'}),
+            _event({"content": '"arguments":{}}'}),
+            _event({}, finish="stop"),
+            b"data: [DONE]",
+        ]
+    )
+    out = b"".join([chunk async for chunk in required.stream(_chunks(raw + b"\n\n"))])
+    deltas = [
+        json.loads(e[6:])["choices"][0]["delta"] for e in out.split(b"\n\n") if e.startswith(b"data: {")
+    ]
+    assert all(d.get("content") is None for d in deltas)
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert len(calls) == 1 and calls[0]["function"] == {"name": "other", "arguments": "{}"}
+    assert calls[0]["index"] == 0 and calls[0]["id"].startswith("call_")
