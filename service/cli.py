@@ -1,4 +1,5 @@
 """`opentune serve ...` and `opentune keys ...`: the command line. Flags override OPENTUNE_* variables.
+`opentune jobs ...` and `opentune models list` are a client of a running server (client_cli.py).
 
 Start errors (a model that cannot load, a server that would be open to the network) are one line on
 stderr and exit status 2, before anything starts.
@@ -14,6 +15,8 @@ from typing import Any, NoReturn
 
 import uvicorn
 
+from service.client_cli import add_commands as add_client_commands
+from service.client_cli import run as run_client
 from service.config import DEFAULT_MODEL, Settings
 from service.engine.model_source import resolve_model_path
 from service.errors import ModelUnavailable
@@ -53,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     for command in (create, listing, revoke):
         command.add_argument("--data-dir", help="the server's data folder (default ./data)")
     commands.add_parser("openapi", help="print the API description (openapi.yaml) and exit")
+    add_client_commands(commands)
     return parser
 
 
@@ -124,6 +128,8 @@ def _open_access_warning(settings: Settings) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command in ("jobs", "models"):
+        sys.exit(run_client(args))  # a client of a server: no settings of ours
     ignored = ("command", "keys_command", "org", "key_id")
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in ignored and v is not None}
     settings = Settings(**overrides)
