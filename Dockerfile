@@ -15,7 +15,7 @@ COPY pyproject.toml README.md Makefile ./
 COPY service ./service
 COPY trainer ./trainer
 # Ray too (the `cluster` extra): the same image runs gateways and Ray nodes (deploy/cluster/).
-RUN make install ENGINE=gpu && .venv/bin/pip install --quiet -e ".[gpu,cluster]"
+RUN make install ENGINE=gpu && .venv/bin/pip install --quiet -e ".[gpu,cluster,wandb]"
 
 ENV OPENTUNE_HOST=0.0.0.0 OPENTUNE_DATA_DIR=/data
 VOLUME /data

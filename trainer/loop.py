@@ -19,6 +19,7 @@ from trainer.model import ModelLoadError, compute_dtype, load_base_model, lora_c
 from trainer.progress import MetricsTable, ProgressCallback
 from trainer.spec import TrainingSpec
 from trainer.stopping import StopRequest
+from trainer.wandb_run import WandbTracking
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Run:
     resume_from: Path | None
     table: MetricsTable
     gradient_checkpointing: bool = True
+    tracking: WandbTracking | None = None  # the job's W&B run, when it asks for one
 
     def plan_memory(self, tokens_per_step: int) -> None:
         """Settle "auto" gradient checkpointing: off when a step of `tokens_per_step` tokens fits in
@@ -89,7 +91,7 @@ class Run:
             "save_strategy": "epoch",
             "eval_strategy": "steps" if has_validation else "no",
             "eval_steps": eval_steps if has_validation else None,
-            "report_to": [],
+            "report_to": ["wandb"] if self.tracking else [],
             "seed": self.spec.seed,
             "data_seed": self.spec.seed,
             "max_length": self.spec.max_seq_length,
@@ -111,6 +113,8 @@ class Run:
         """Train (from the resume point), then save the adapter, check it changes answers on a few
         training prompts, and report the result; or, when asked to stop, where the checkpoint is."""
         if self.stop_requested.is_set():  # asked to stop while loading: nothing new to save
+            if self.tracking:
+                self.tracking.finish(with_adapter=False)
             step = checkpoint_step(self.resume_from) if self.resume_from else 0
             self.events.stopped(step=step, checkpoint=str(self.resume_from) if self.resume_from else None)
             return
@@ -123,6 +127,8 @@ class Run:
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
         runtime_s = time.perf_counter() - started
         if self.stop_requested.is_set():
+            if self.tracking:
+                self.tracking.finish(with_adapter=False)
             self.events.stopped(step=trainer.state.global_step, checkpoint=progress.last_checkpoint)
             return
         self.table.write()
@@ -140,6 +146,8 @@ class Run:
                 f"tokens/s); peak {where} memory {peak / 2**30:.2f} GiB"
             )
         self._check_adapter(trainer.model, prompts)
+        if self.tracking:
+            self.tracking.finish(with_adapter=True)
         self.events.result(
             ResultEvent(
                 adapter_dir=str(adapter_dir),
@@ -203,6 +211,6 @@ def start_run(spec: TrainingSpec, events: EventWriter, stop_requested: StopReque
     resume_step = checkpoint_step(resume_from) if resume_from else None
     if resume_step is not None:
         events.message(f"Resuming from the checkpoint at step {resume_step}")
-    return Run(
-        spec, events, stop_requested, tokenizer, resume_from, MetricsTable(spec.metrics_csv, resume_step)
-    )
+    table = MetricsTable(spec.metrics_csv, resume_step)
+    tracking = WandbTracking.start(spec, events)
+    return Run(spec, events, stop_requested, tokenizer, resume_from, table, tracking=tracking)

@@ -29,6 +29,15 @@ class StoredLocations(BaseModel):
     output: str
 
 
+class WandbRun(BaseModel):
+    """A Weights & Biases run to log to (a job's `wandb` integration, as OpenAI's)."""
+
+    project: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(default=None, max_length=128)
+    entity: str | None = Field(default=None, max_length=128)
+    tags: list[str] = Field(default_factory=list, max_length=64)
+
+
 class TrainingSpec(BaseModel):
     job_id: str
     base_model: str = Field(description="Hub id or local folder of the base model.")
@@ -60,6 +69,14 @@ class TrainingSpec(BaseModel):
     # Validation runs about this many times over the job (and at the end), when there is a file.
     evaluations_per_job: int = Field(default=10, ge=1)
     stored: StoredLocations | None = None
+    wandb: WandbRun | None = None
+
+    @property
+    def adapter_location(self) -> str:
+        """Where the adapter ends up: its stored location with object storage, else adapter_dir."""
+        if self.stored is not None:
+            return self.stored.output.rstrip("/") + "/adapter"
+        return str(self.adapter_dir)
 
     @property
     def adapter_dir(self) -> Path:

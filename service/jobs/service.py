@@ -9,6 +9,7 @@ from service.catalog import ModelCatalog
 from service.errors import InvalidRequest, NotFound
 from service.files import FileStore
 from service.ids import new_id
+from service.jobs.integrations import wandb_run
 from service.jobs.naming import fine_tuned_model_name, is_valid_suffix
 from service.jobs.quotas import JobLimits, check_active_jobs, check_integrations, check_trained_tokens
 from service.jobs.scheduler import JobScheduler
@@ -57,6 +58,7 @@ class FineTuningService:
             )
         _check_metadata(request.metadata)
         parse_training_options(request.metadata, self.max_lora_rank)
+        wandb_run(request.integrations)
         if self.limits is not None:
             check_integrations(self.limits, request.integrations)
             check_trained_tokens(self.limits, training_file.bytes, hyperparameters.n_epochs)

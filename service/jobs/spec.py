@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.jobs.hyperparameters import DEFAULT_DPO_BETA, ResolvedHyperparameters
+from service.jobs.integrations import wandb_run
 from service.jobs.training_options import TrainingOptions
 from service.store import JobRow
 from trainer import storage
@@ -43,6 +44,7 @@ def build_spec(job: JobRow, inputs: JobInputs, resolved: ResolvedHyperparameters
         beta=resolved.beta or DEFAULT_DPO_BETA,
         lora=inputs.options.lora,
         max_seq_length=inputs.options.max_seq_length,
+        wandb=wandb_run(job.integrations),
     )
 
 

@@ -67,6 +67,8 @@ def running_server(
     env = {
         **os.environ,
         "OPENTUNE_API_KEY": api_key,
+        # Trainers of jobs with a W&B integration log to a local run folder (no network here).
+        "WANDB_MODE": "offline",
         "OPENTUNE_ENGINE_MAX_MODEL_LEN": "8192",
         "OPENTUNE_ENGINE_CPU_KVCACHE_GIB": "1",
         # A small adapter cap, so that tests exercise least-recently-used eviction.
