@@ -84,9 +84,6 @@ class EngineHost:
         """A folder on this node with the adapter at `location` (copied from object storage)."""
         return self.cache.local_path(location)
 
-    def engine_pid(self) -> int:
-        return self.process.pid
-
 
 def _free_port(ip: str) -> int:
     import socket
