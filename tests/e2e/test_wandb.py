@@ -1,20 +1,20 @@
 """A job with a Weights & Biases integration, on the shared server (its trainers run with
-WANDB_MODE=offline: tests/e2e/server.py): the job's events say where the run is, and the run's
-folder holds the job's hyperparameters and the final step's training loss."""
+WANDB_MODE=offline: tests/e2e/server.py): the job's events say where the run is, and the run's log
+(what `wandb sync` would upload, read by tests/wandb_log.py) holds the job's hyperparameters, every
+step's training loss as the job's own metrics events report it, and the adapter artifact."""
 
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
-import yaml
 from openai import BadRequestError, OpenAI
 
 from tests.e2e.conftest import BASE_MODEL
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import Server
 from tests.strict_format import jsonl, training_examples
+from tests.wandb_log import artifacts, config, history
 
 
 def test_a_job_logs_its_run_to_wandb(server: Server, client: OpenAI) -> None:
@@ -40,11 +40,14 @@ def test_a_job_logs_its_run_to_wandb(server: Server, client: OpenAI) -> None:
 
     runs = list((server.data_dir / "jobs" / job.id / "output" / "wandb").glob(f"offline-run-*-{job.id}"))
     assert len(runs) == 1, "one run folder for the job"
-    summary = json.loads((runs[0] / "files" / "wandb-summary.json").read_text())
-    assert summary["train/global_step"] == last["step"]
-    assert summary["train/loss"] == pytest.approx(last["train_loss"], rel=1e-4)
-    config = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
-    assert config["n_epochs"]["value"] == 2 and config["job_id"]["value"] == job.id
+    log = runs[0] / f"run-{job.id}.wandb"
+    logged = {h["train/global_step"]: h["train/loss"] for h in history(log) if "train/loss" in h}
+    reported = {data["step"]: data["train_loss"] for data in steps}
+    assert set(logged) == set(reported) and len(logged) == last["step"]
+    assert all(logged[step] == pytest.approx(reported[step], rel=1e-4) for step in reported)
+    settings = config(log)
+    assert settings["n_epochs"] == 2 and settings["job_id"] == job.id
+    assert artifacts(log) == [(f"{job.id}-adapter", "model")]
 
 
 def test_a_job_with_another_integration_is_refused(client: OpenAI) -> None:
