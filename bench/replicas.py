@@ -24,7 +24,7 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from bench.serving import KEY, load
+from bench.load import KEY, load
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples

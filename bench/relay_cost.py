@@ -1,0 +1,113 @@
+"""The relay's cost: opentune (and LiteLLM's proxy on the same engine) vs calling vLLM directly,
+for bench/serving.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+
+import psutil
+
+from bench.litellm_peer import installed, litellm_proxy
+from bench.load import KEY, load
+from tests.e2e.engine_key import engine_api_key
+from tests.e2e.server import Server
+
+
+@dataclass
+class Relay:
+    """A way to the engine: `url`, its key, and the process whose CPU time is its cost (with its
+    children for LiteLLM's workers; not for opentune, whose children are the engine)."""
+
+    name: str
+    url: str
+    key: str
+    process: psutil.Process
+    with_children: bool = False
+    ratios: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    tokens: float = 0.0
+
+    def cpu_time(self) -> float:
+        processes = [self.process] + (self.process.children(recursive=True) if self.with_children else [])
+        return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+    def measure(self, direct: dict[str, float], requests: int, concurrency: int, max_tokens: int) -> None:
+        before = self.cpu_time()
+        result = asyncio.run(load(self.url, ["tiny"], requests, concurrency, max_tokens, self.key))
+        self.cpu_s += self.cpu_time() - before
+        self.tokens += result["tokens"]
+        self.ratios.append(result["tokens_per_s"] / direct["tokens_per_s"])
+        self.p50s.append(result["p50_ms"] - direct["p50_ms"])
+        self.p99s.append(result["p99_ms"] - direct["p99_ms"])
+
+    def report(self) -> str:
+        return (
+            f"{self.name} {statistics.median(self.ratios):.3f}x tok/s "
+            f"(pairs {min(self.ratios):.2f}-{max(self.ratios):.2f}x), added latency "
+            f"p50 {statistics.median(self.p50s):+.1f} ms, p99 {statistics.median(self.p99s):+.1f} ms, "
+            f"CPU {1000 * self.cpu_s / self.tokens:.3f} s per 1,000 tokens"
+        )
+
+
+def relay_cost(server: Server, requests: int, max_tokens: int, peer: bool, rounds: int = 5) -> None:
+    """opentune (and LiteLLM's proxy, `peer`) vs the same vLLM called directly, in `rounds`
+    back-to-back runs; each figure is the median over the rounds (this machine's speed drifts by 2x
+    between minutes, so a best-of or a mean compares different machines). Also each relay's CPU
+    seconds per 1,000 relayed tokens: on a shared CPU, what the relay takes from the engine, and
+    far steadier than tok/s."""
+    engine_key = engine_api_key(server.engine_url)
+    with contextlib.ExitStack() as stack:
+        relays = [Relay("opentune", server.url, KEY, psutil.Process(server.process.pid))]
+        if peer:
+            _, version = installed()
+            proxy = stack.enter_context(litellm_proxy(server.engine_url, engine_key, "tiny", KEY))
+            litellm = psutil.Process(proxy.process.pid)
+            relays.append(Relay(f"LiteLLM {version}", proxy.url, KEY, litellm, with_children=True))
+        for relay in relays:  # warm-up
+            asyncio.run(load(relay.url, ["tiny"], 16, 16, max_tokens, relay.key))
+        print(f"relay cost (base model, streamed, ignore_eos; vs direct, median of {rounds} rounds):")
+        for concurrency in (1, 16):
+            measured = [dataclasses.replace(r, ratios=[], p50s=[], p99s=[]) for r in relays]
+            for _ in range(rounds):
+                direct = asyncio.run(
+                    load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key)
+                )
+                for relay in measured:
+                    relay.measure(direct, requests, concurrency, max_tokens)
+            for relay in measured:
+                print(f"  concurrency {concurrency:2d}: {relay.report()}")
+        side_by_side(server.engine_url, engine_key, relays, requests, max_tokens, rounds)
+
+
+def side_by_side(
+    engine_url: str, engine_key: str, relays: list[Relay], requests: int, max_tokens: int, rounds: int
+) -> None:
+    """8 streams straight to vLLM and 8 through a relay at the same moment, on the same engine: both
+    halves see the same engine speed, so its drift between runs cancels out of the ratio. What
+    remains is what the relay adds to each stream; the CPU it takes from the engine slows both
+    halves alike and is the CPU figure above."""
+    print(f"side by side (8 streams direct + 8 through the relay at once; median of {rounds} rounds):")
+
+    async def both(relay: Relay) -> tuple[dict[str, float], dict[str, float]]:
+        direct, relayed = await asyncio.gather(
+            load(engine_url, ["tiny"], requests // 2, 8, max_tokens, engine_key),
+            load(relay.url, ["tiny"], requests // 2, 8, max_tokens, relay.key),
+        )
+        return direct, relayed
+
+    for relay in relays:
+        ratios, p50s = [], []
+        for _ in range(rounds):
+            direct, relayed = asyncio.run(both(relay))
+            ratios.append(relayed["tokens_per_s"] / direct["tokens_per_s"])
+            p50s.append(relayed["p50_ms"] - direct["p50_ms"])
+        print(
+            f"  {relay.name}: {statistics.median(ratios):.3f}x tok/s per half "
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f}x), added p50 {statistics.median(p50s):+.1f} ms"
+        )
