@@ -89,10 +89,9 @@ def test_engine_on_ray_serves_is_restarted_by_ray_and_outlives_the_gateway(
         assert _ask(client, BASE_MODEL) and _ask(client, model)  # the adapter loads again on demand
         moved_url = _ready_lines(server)[-1]
 
-    # The engine is the cluster's: a gateway started again finds it running, at the same address.
-    started = time.monotonic()
+    # The engine is the cluster's: a gateway started again finds it running, at the same address
+    # (a new engine would listen on a new port, with a new key).
     with running_server(tiny_model, BASE_MODEL, data, API_KEY, env_overrides=_env(ray)) as again:
         assert again.engine_url == moved_url
         client = OpenAI(base_url=f"{again.url}/v1", api_key=API_KEY, max_retries=0)
         assert _ask(client, model)
-    assert time.monotonic() - started < 60, "the gateway waited for an engine start"
