@@ -16,7 +16,6 @@ them with `max`. No label carries an API key, an organization or a file name.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -157,10 +156,3 @@ def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
-
-
-def metric_names(text: str) -> Iterable[str]:
-    """The metric family names in an exposition text (tests, the dashboard check)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return [family.name for family in text_string_to_metric_families(text)]

@@ -34,7 +34,7 @@ from typing import Any
 from service.config import Settings
 from service.engine.adapter_cache import AdapterCache
 from service.engine.client import EngineClient
-from service.engine.process import engine_arguments, engine_environment, vllm_command
+from service.engine.process import engine_arguments, engine_environment, free_port, vllm_command
 from service.errors import EngineStartError
 from service.ids import random_token
 from service.metrics import ENGINE_RESTARTS
@@ -55,7 +55,7 @@ class EngineHost:
         import ray
 
         ip = ray.util.get_node_ip_address()
-        port = _free_port(ip)
+        port = free_port(ip)
         self.api_key = random_token(40)
         self.url = f"http://{ip}:{port}"
         folder = Path(tempfile.mkdtemp(prefix="opentune-engine-"))
@@ -83,14 +83,6 @@ class EngineHost:
     def stage_adapter(self, location: str) -> str:
         """A folder on this node with the adapter at `location` (copied from object storage)."""
         return self.cache.local_path(location)
-
-
-def _free_port(ip: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return int(sock.getsockname()[1])
 
 
 def _ray(address: str, attempts: int = 3) -> Any:

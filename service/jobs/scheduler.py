@@ -57,9 +57,8 @@ class JobScheduler:
         self.leases = JobLeases(jobs.db, settings.resolved_gateway_id, settings.job_lease_s)
         self._next_lease_check = 0.0
         self.housekeeping = Housekeeping(settings.data_dir, files)
-        self.validator = FileValidator(
-            settings, jobs, files, fleet, self.notify, self.leases.claim_file_check
-        )
+        claim = self.leases.claim_file_check
+        self.validator = FileValidator(settings, jobs, files, fleet, self.notify, claim)
         self.inputs = AdmissionInputs(settings, files, catalog, fleet, executor, self.housekeeping)
         self.progress = ProgressRecorder(jobs, checkpoints)
         self.outcomes = Outcomes(jobs, files, fleet, self.leases.owner)
@@ -220,9 +219,8 @@ class JobScheduler:
 
     def _supervise(self, job: JobRow, run: TrainerRun, recorded_through_step: int | None = None) -> None:
         self._runs[job.id] = run
-        task = asyncio.create_task(
-            self._follow(job, run, Replay(recorded_through_step)), name=f"trainer-{job.id}"
-        )
+        follow = self._follow(job, run, Replay(recorded_through_step))
+        task = asyncio.create_task(follow, name=f"trainer-{job.id}")
         self._supervisors.add(task)
         task.add_done_callback(self._supervisors.discard)
 
