@@ -38,6 +38,9 @@ from service.jobs.store import JobStore
 from service.metrics import HttpMetricsMiddleware
 from service.openapi import build_openapi
 from service.store.database import open_database
+from service.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
+from service.webhooks.endpoints import WebhookEndpoints
+from service.webhooks.outbox import Outbox
 from trainer import storage
 
 logger = logging.getLogger(__name__)
@@ -104,6 +107,10 @@ async def _start(
         limits=JobLimits.from_settings(settings),
     )
 
+    # Webhooks: the outbox that job transitions write, and this gateway's sender of it.
+    outbox = Outbox(db, settings.resolved_gateway_id, lease_s=settings.webhooks_timeout_s * 6)
+    dispatcher = WebhookDispatcher(outbox, DeliveryPolicy.from_settings(settings))
+
     components = Components(
         keys=KeyRing(settings, db),
         files=files,
@@ -113,9 +120,14 @@ async def _start(
         catalog=catalog,
         fleet=fleet,
         chat_limits=ChatLimits(ChatCaps.from_settings(settings)),
+        webhooks=WebhookEndpoints(db, settings.webhooks_allow_http, settings.webhooks_max_endpoints_per_org),
+        outbox=outbox,
+        webhook_dispatcher=dispatcher,
     )
     await scheduler.start()
     started.push_async_callback(scheduler.stop)
+    await dispatcher.start()
+    started.push_async_callback(dispatcher.stop)
     return components
 
 

@@ -126,6 +126,16 @@ class Settings(BaseSettings):
     # GET /metrics (service/metrics.py) answers only callers with a valid API key.
     metrics_require_key: bool = False
 
+    # Webhooks (service/webhooks/): endpoints must be https and public addresses, unless this is set
+    # (local use: http, and private or loopback addresses). A failed delivery is tried again after
+    # first_retry_s, then x4 each time (at most 4 h apart), max_attempts times in all.
+    webhooks_allow_http: bool = False
+    webhooks_max_attempts: int = Field(default=10, ge=1)
+    webhooks_first_retry_s: float = Field(default=5.0, gt=0)
+    webhooks_timeout_s: float = Field(default=10.0, gt=0)
+    webhooks_poll_s: float = Field(default=2.0, gt=0)
+    webhooks_max_endpoints_per_org: int = Field(default=20, ge=1)
+
     # Per-organization limits (issue 9: one organization must not exhaust the server for the others).
     # Jobs in validating_files, queued, running or paused at once.
     max_active_jobs_per_org: int = 20

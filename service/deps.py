@@ -17,6 +17,9 @@ from service.files import FileStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
+from service.webhooks.dispatcher import WebhookDispatcher
+from service.webhooks.endpoints import WebhookEndpoints
+from service.webhooks.outbox import Outbox
 
 
 @dataclass
@@ -29,6 +32,9 @@ class Components:
     catalog: ModelCatalog
     fleet: EngineFleet
     chat_limits: ChatLimits
+    webhooks: WebhookEndpoints
+    outbox: Outbox
+    webhook_dispatcher: WebhookDispatcher
 
 
 def components(request: Request) -> Components:

@@ -9,8 +9,9 @@ replicas up, running jobs' throughput) are read from the database and the fleet 
 
 Several gateways: each process exposes its own counters; scrape every gateway (a Prometheus target
 per replica, as for vLLM) and `sum` the counters across them. The database-derived gauges
-(`opentune_jobs`, `opentune_training_tokens_per_second`) are the same on every gateway: aggregate
-them with `max`. No label carries an API key, an organization or a file name.
+(`opentune_jobs`, `opentune_training_tokens_per_second`, `opentune_webhook_deliveries_pending`)
+are the same on every gateway: aggregate them with `max`. No label carries an API key, an
+organization or a file name.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.protocol.webhooks import WEBHOOK_EVENT_TYPES
+
 if TYPE_CHECKING:
     from service.engine.fleet import EngineFleet
     from service.jobs.store import JobStore
+    from service.webhooks.outbox import Outbox
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -81,6 +85,21 @@ ENGINE_RESTARTS = Counter(
     ["base"],
     registry=REGISTRY,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "opentune_webhook_deliveries",
+    "Webhook delivery attempts, by event type and outcome (delivered, retrying, failed: given up).",
+    ["event_type", "outcome"],
+    registry=REGISTRY,
+)
+for _event_type in WEBHOOK_EVENT_TYPES:  # series at 0 from the start, so rates and alerts work
+    for _outcome in ("delivered", "retrying", "failed"):
+        WEBHOOK_DELIVERIES.labels(_event_type, _outcome)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "opentune_webhook_delivery_seconds",
+    "Time of one webhook delivery attempt, until the endpoint's answer (or the failure).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
 
 
 def observe_transition(
@@ -96,7 +115,7 @@ def observe_transition(
         TRAINED_TOKENS.inc(trained_tokens)
 
 
-def render(jobs: JobStore, fleet: EngineFleet) -> bytes:
+def render(jobs: JobStore, fleet: EngineFleet, outbox: Outbox) -> bytes:
     """The exposition text: the counters above plus the state gauges, read now (blocking: the
     database is queried)."""
     state = CollectorRegistry(auto_describe=True)
@@ -120,6 +139,12 @@ def render(jobs: JobStore, fleet: EngineFleet) -> bytes:
             counter.labels(base.name)  # a series at 0 from the start, so rates and alerts work
         resident.labels(base.name).set(sum(len(r.adapters.resident) for r in base.replicas))
         up.labels(base.name).set(sum(1 for r in base.replicas if r.available))
+    pending = Gauge(
+        "opentune_webhook_deliveries_pending",
+        "Webhook deliveries waiting to be sent or retried (from the database).",
+        registry=state,
+    )
+    pending.set(outbox.pending())
     return generate_latest(REGISTRY) + generate_latest(state)
 
 

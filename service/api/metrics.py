@@ -18,7 +18,7 @@ def metrics_router(require_key: bool) -> APIRouter:
     async def metrics(request: Request, c: ComponentsDep) -> Response:
         if require_key:
             c.keys.authenticate(request.headers.get("authorization"))  # 401 in OpenAI's shape
-        body = await asyncio.to_thread(render, c.jobs, c.fleet)  # reads the database
+        body = await asyncio.to_thread(render, c.jobs, c.fleet, c.outbox)  # reads the database
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

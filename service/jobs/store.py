@@ -23,6 +23,7 @@ from service.protocol.fine_tuning import (
     Method,
 )
 from service.store import Database, EventRow, JobRow
+from service.webhooks.outbox import enqueue_job_event
 
 # Statuses that count against an organization's active-jobs quota.
 ACTIVE_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
@@ -170,6 +171,8 @@ class JobStore:
             for event in events if moved else ():
                 message, level = (event, "info") if isinstance(event, str) else event
                 session.add(_event_row(job_id, level, message))
+            if moved and target.is_terminal:
+                enqueue_job_event(session, job_id, target.value)  # webhooks: with the end, or not at all
             if moved and (target.is_terminal or first_start):
                 created_at = session.scalar(select(JobRow.created_at).where(JobRow.id == job_id)) or 0
                 tokens = fields.get("trained_tokens") if target is JobStatus.SUCCEEDED else None

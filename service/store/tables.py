@@ -113,3 +113,48 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16), default="message")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class WebhookEndpointRow(Base):
+    """Where an organization wants its events delivered (service/webhooks/endpoints.py)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(256))
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    # `whsec_...`: kept as given, since signing needs it (an HMAC key cannot be stored hashed).
+    signing_secret: Mapped[str] = mapped_column(String(128))
+    # After a rotation that keeps the old secret for a while: deliveries are signed with both.
+    previous_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_secret_expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class WebhookDeliveryRow(Base):
+    """The outbox: one event for one endpoint, written in the transaction that ended the job, and
+    sent (and retried) by service/webhooks/dispatcher.py until the endpoint takes it or it expires."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the `webhook-id` header
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    organization_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # the exact body, the same on every attempt
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    # pending until delivered (a 2xx answer) or failed (attempts exhausted).
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The gateway sending it right now, until when: another gateway takes it over after that.
+    owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -82,6 +82,10 @@ def running_server(
         "OPENTUNE_MAX_ACTIVE_JOBS_PER_ORG": "200",
         "OPENTUNE_MAX_TRAINED_TOKENS_PER_JOB": "100000000",
         "OPENTUNE_CHAT_MAX_CONCURRENT_PER_ORG": "9",
+        # Webhook receivers in tests listen on localhost over http; a failed delivery is retried
+        # after 1 s (then 4 s, 16 s, ...) rather than 5 s.
+        "OPENTUNE_WEBHOOKS_ALLOW_HTTP": "true",
+        "OPENTUNE_WEBHOOKS_FIRST_RETRY_S": "1",
         "PYTHONUNBUFFERED": "1",
         **(env_overrides or {}),
     }
