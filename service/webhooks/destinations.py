@@ -60,7 +60,7 @@ async def resolve(url: str, allow_local: bool) -> Destination:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name; UnicodeError: IDNA
         raise DestinationRefused(f"The host {host} does not resolve.") from exc
     addresses = [_address(info[4][0]) for info in found]
     if not addresses:
@@ -97,7 +97,7 @@ def _addresses_now(host: str) -> list[IPAddress]:
         pass
     try:
         found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+    except (OSError, ValueError):
         return []
     return [_address(info[4][0]) for info in found]
 

@@ -170,7 +170,21 @@ def real_ids(client: OpenAI) -> Iterator[RealIds]:
     job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=too_few)
     assert wait_for_job(client, job.id, timeout_s=120).status == "failed"
     scratch = upload(b"scratch\n")  # fuzzed DELETE /v1/files/{file_id} removes it
-    yield RealIds({"file_id": scratch, "job_id": job.id, "model": BASE_MODEL}, too_few)
+    # A webhook endpoint at a closed local port: a fuzzed test delivery fails at once (a 400).
+    endpoint = client.webhooks.create(
+        name="fuzz", url="http://127.0.0.1:9/hook", event_types=["fine_tuning.job.failed"]
+    )
+    path_parameters = {"file_id": scratch, "job_id": job.id, "model": BASE_MODEL}
+    yield RealIds({**path_parameters, "webhook_endpoint_id": endpoint.id}, too_few)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_endpoints_left(client: OpenAI) -> Iterator[None]:
+    """The fuzzed endpoints go when the fuzzing ends: the tests after it share the organization,
+    and its limit on endpoints, and would get deliveries sent to made-up addresses."""
+    yield
+    for endpoint in client.webhooks.list(limit=100):
+        client.webhooks.delete(endpoint.id)
 
 
 def test_openapi_document_describes_the_api(operations: list[APIOperation]) -> None:
@@ -192,6 +206,14 @@ def test_openapi_document_describes_the_api(operations: list[APIOperation]) -> N
         "GET /v1/models",
         "GET /v1/models/{model}",
         "DELETE /v1/models/{model}",
+        "POST /v1/webhook_endpoints",
+        "GET /v1/webhook_endpoints",
+        "GET /v1/webhook_endpoints/{webhook_endpoint_id}",
+        "POST /v1/webhook_endpoints/{webhook_endpoint_id}",
+        "DELETE /v1/webhook_endpoints/{webhook_endpoint_id}",
+        "POST /v1/webhook_endpoints/{webhook_endpoint_id}/rotate_secret",
+        "POST /v1/webhook_endpoints/{webhook_endpoint_id}/test",
+        "GET /v1/webhook_event_types",
     }
     assert expected <= labels, expected - labels
     assert not {label for label in labels if "completions" in label}
