@@ -77,7 +77,13 @@ class WebhookDispatcher:
         await self._http.aclose()
 
     async def send(self, url: str, secrets: list[str], webhook_id: str, body: bytes) -> int:
-        """One signed POST; the endpoint's status code. Raises DestinationRefused or httpx errors."""
+        """One signed POST; the endpoint's status code. Raises DestinationRefused, httpx's errors, or
+        TimeoutError when the whole attempt (resolution included) outlasts the timeout: httpx's own
+        timeouts are per read, which an endpoint dripping bytes could stretch without end."""
+        async with asyncio.timeout(self.policy.timeout_s):
+            return await self._post(url, secrets, webhook_id, body)
+
+    async def _post(self, url: str, secrets: list[str], webhook_id: str, body: bytes) -> int:
         destination = await resolve(url, self.policy.allow_local)
         headers = signed_headers(secrets, webhook_id, int(time.time()), body)
         headers["host"] = destination.host_header
@@ -102,23 +108,39 @@ class WebhookDispatcher:
         try:
             body = event.model_dump_json().encode()
             return await self.send(url, secrets, new_id("wh", separator="_"), body)
-        except (DestinationRefused, httpx.HTTPError) as exc:
+        except (DestinationRefused, httpx.HTTPError, TimeoutError) as exc:
             raise InvalidRequest(
                 f"The test event could not be delivered: {describe(exc)}", code="webhook_delivery_failed"
             ) from None
 
     async def _run(self) -> None:
-        while True:
-            try:
-                claimed = await asyncio.to_thread(
-                    self.outbox.claim_due, self.policy.batch, self.policy.batch_per_org
-                )
-                if claimed:
-                    await asyncio.gather(*(self._deliver(c) for c in claimed))
+        # A pool of deliveries in flight, refilled as each ends: a slow endpoint holds only its own
+        # slot (and at most `batch_per_org` of its organization's), never another's deliveries.
+        in_flight: dict[asyncio.Task[None], Claimed] = {}
+        try:
+            while True:
+                free = self.policy.batch - len(in_flight)
+                try:
+                    sending = list(in_flight.values())
+                    claimed = await asyncio.to_thread(
+                        self.outbox.claim_due, free, self.policy.batch_per_org, sending
+                    )
+                except Exception:  # the database away for a moment: try again at the next poll
+                    logger.exception("Webhook dispatch failed; retrying")
+                    claimed = []
+                for delivery in claimed:
+                    in_flight[asyncio.create_task(self._deliver(delivery))] = delivery
+                if not in_flight:
+                    await asyncio.sleep(self.policy.poll_s)
                     continue
-            except Exception:  # the database away for a moment: try again at the next poll
-                logger.exception("Webhook dispatch failed; retrying")
-            await asyncio.sleep(self.policy.poll_s)
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=self.policy.poll_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    del in_flight[task]
+        finally:  # stopping: their claims pass to the next dispatcher (outbox.py)
+            for task in in_flight:
+                task.cancel()
 
     async def _deliver(self, claimed: Claimed) -> None:
         started = time.perf_counter()
@@ -126,8 +148,11 @@ class WebhookDispatcher:
         error: str | None = None
         try:
             status_code = await self.send(claimed.url, claimed.secrets, claimed.delivery_id, claimed.body)
-        except (DestinationRefused, httpx.HTTPError) as exc:
+        except (DestinationRefused, httpx.HTTPError, TimeoutError) as exc:
             error = describe(exc)
+        except Exception:  # a bug here must not end the dispatcher: the attempt counts as failed
+            logger.exception("Webhook delivery %s failed", claimed.delivery_id)
+            error = "the delivery failed."
         delivered = status_code is not None and 200 <= status_code < 300
         if not delivered and error is None:
             error = f"The endpoint answered HTTP {status_code}."
@@ -142,6 +167,6 @@ def describe(exc: Exception) -> str:
     """What went wrong, without anything of this server (no local addresses or paths)."""
     if isinstance(exc, DestinationRefused):
         return str(exc)
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return "the endpoint did not answer in time."
     return "the endpoint could not be reached."

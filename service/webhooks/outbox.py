@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, func, or_, select, update
@@ -63,6 +65,7 @@ class Claimed:
     """One attempt to make: what to send, where, signed with which secrets."""
 
     delivery_id: str
+    organization_id: str
     event_type: str
     body: bytes
     url: str
@@ -76,28 +79,34 @@ class Outbox:
         self.owner = owner
         self.lease_s = lease_s
 
-    def claim_due(self, limit: int, per_org: int) -> list[Claimed]:
-        """Up to `limit` due deliveries, at most `per_org` of any one organization, so that one
-        organization's backlog (or slow endpoint) never holds back another's deliveries."""
+    def claim_due(self, limit: int, per_org: int, in_flight: Collection[Claimed] = ()) -> list[Claimed]:
+        """Up to `limit` due deliveries, at most `per_org` of any one organization counting its
+        ones `in_flight` (being sent by this gateway), so that one organization's backlog or slow
+        endpoint never holds back another's deliveries."""
+        busy = Counter(delivery.organization_id for delivery in in_flight)
         now = time.time()
         due = (
             WebhookDeliveryRow.status == PENDING,
             WebhookDeliveryRow.next_attempt_at <= now,
             self._free(now),
+            WebhookDeliveryRow.id.not_in([delivery.delivery_id for delivery in in_flight]),
         )
         claimed: list[Claimed] = []
         with self.db.session() as session:
             orgs = list(session.scalars(select(WebhookDeliveryRow.organization_id).where(*due).distinct()))
             random.shuffle(orgs)  # when the batch cannot take every organization, each gets its turn
             for org_id in orgs:
+                room = min(per_org - busy[org_id], limit - len(claimed))
+                if room <= 0:
+                    continue
                 query = (
                     select(WebhookDeliveryRow.id)
                     .where(WebhookDeliveryRow.organization_id == org_id, *due)
                     .order_by(WebhookDeliveryRow.next_attempt_at)
-                    .limit(per_org)
+                    .limit(room)
                 )
                 for delivery_id in session.scalars(query).all():
-                    if len(claimed) < limit and self._claim(session, delivery_id, now):
+                    if self._claim(session, delivery_id, now):
                         claimed.append(self._attempt(session, delivery_id, now))
         return claimed
 
@@ -132,7 +141,7 @@ class Outbox:
 
     def _free(self, now: float) -> ColumnElement[bool]:
         """Not being sent: never claimed, its claimant's lease over, or claimed by this gateway
-        before it restarted (its dispatcher claims only after the previous batch is recorded)."""
+        (then it is not in flight here, claim_due excludes those: this gateway restarted)."""
         return or_(
             WebhookDeliveryRow.owner.is_(None),
             WebhookDeliveryRow.lease_expires_at < now,
@@ -154,6 +163,7 @@ class Outbox:
         assert delivery is not None and endpoint is not None  # claimed in this transaction
         return Claimed(
             delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
             event_type=delivery.event_type,
             body=delivery.payload.encode(),
             url=endpoint.url,

@@ -107,6 +107,8 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append((await request.read(), dict(request.headers)))
+        if request.query.get("hang"):
+            await asyncio.sleep(6)  # past the dispatcher's timeout
         status = self.statuses.pop(0) if self.statuses else 200
         headers = {"location": "http://127.0.0.1:9/elsewhere"} if 300 <= status < 400 else {}
         return web.Response(status=status, headers=headers)
@@ -181,3 +183,41 @@ async def test_a_test_event_reports_the_endpoints_answer_or_a_clear_error(
         assert "127.0.0.1" not in refused.value.message
     finally:
         await dispatcher.stop()
+
+
+@pytest.mark.anyio
+async def test_a_hanging_endpoint_holds_back_no_other_delivery_and_times_out(
+    tmp_path: Path, receiver: tuple[Receiver, str]
+) -> None:
+    found, url = receiver
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.migrate()
+    endpoints = WebhookEndpoints(db, allow_local=True, max_per_org=5)
+    jobs = JobStore(db)
+    for org, endpoint_url in (("org-slow", url + "?hang=1"), ("org-fast", url)):
+        request = CreateWebhookEndpointRequest(
+            name=org, url=endpoint_url, event_types=["fine_tuning.job.failed"]
+        )
+        endpoints.create(org, request)
+    for n in range(6):  # more than the slow organization's share of the pool
+        jobs.transition(_running_job(jobs, f"ftjob-slow{n}", "org-slow"), JobStatus.FAILED)
+    policy = DeliveryPolicy(allow_local=True, timeout_s=4, first_retry_s=60, poll_s=0.05, batch_per_org=2)
+    dispatcher = WebhookDispatcher(Outbox(db, "gw-1", lease_s=60), policy)
+    await dispatcher.start()
+    try:
+        await _until(lambda: len(found.received) == 2)  # the slow organization's two slots, hanging
+        jobs.transition(_running_job(jobs, "ftjob-fast", "org-fast"), JobStatus.FAILED)
+        await _until(lambda: any(b"ftjob-fast" in body for body, _ in found.received))
+        assert _attempted(db, "org-slow") == 0  # delivered while the slow ones still hang
+        await _until(lambda: _attempted(db, "org-slow") >= 2)  # they end at the timeout, to be retried
+    finally:
+        await dispatcher.stop()
+    with db.session() as session:
+        errors = {row.last_error for row in session.query(WebhookDeliveryRow) if row.attempts}
+    assert "the endpoint did not answer in time." in errors
+
+
+def _attempted(db: Database, org: str) -> int:
+    with db.session() as session:
+        rows = session.query(WebhookDeliveryRow).filter(WebhookDeliveryRow.organization_id == org)
+        return rows.filter(WebhookDeliveryRow.attempts > 0).count()
