@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 ARGS ?=
 
-.PHONY: install install-dev run test lint typecheck unit e2e openapi bench clean
+.PHONY: install install-dev browser run test lint typecheck unit e2e openapi bench clean
 
 install: $(VENV)/.installed-$(ENGINE)
 install-dev: $(VENV)/.installed-dev-$(ENGINE)
@@ -45,10 +45,17 @@ typecheck: install-dev
 unit: install-dev
 	$(BIN)/pytest -m "not e2e"
 
-e2e: install-dev
+# Debian's chromium and its driver, for tests/e2e/test_dashboard.py; installed only when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+e2e: install-dev browser
 	$(BIN)/pytest -m e2e
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest
 
 openapi: install-dev

@@ -63,6 +63,7 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
     app.include_router(api.health.router)
     app.include_router(metrics_router(settings.metrics_require_key))
     app.include_router(api.v1)
+    app.include_router(api.dashboard.router)
     # The last added runs first: request id, then the key, then the body cap, then the route.
     app.add_middleware(
         BodySizeLimitMiddleware,

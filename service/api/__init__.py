@@ -6,11 +6,11 @@ the router-wide dependency makes a route without one fail closed (401).
 
 from fastapi import APIRouter, Depends
 
-from service.api import chat, files, fine_tuning, health, models, webhooks
+from service.api import chat, dashboard, files, fine_tuning, health, models, webhooks
 from service.deps import principal
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(principal)])
 for module in (files, fine_tuning, models, chat, webhooks):
     v1.include_router(module.router)
 
-__all__ = ["health", "v1"]
+__all__ = ["dashboard", "health", "v1"]

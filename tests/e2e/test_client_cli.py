@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
 from tests.e2e.server import Server
 from tests.strict_format import jsonl, training_examples
+
+pytestmark = pytest.mark.e2e
 
 
 def opentune(server: Server, *args: str, key: str = API_KEY) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +17,8 @@ from tests.e2e.conftest import API_KEY, BASE_MODEL
 from tests.e2e.jobs import wait_for_job
 from tests.e2e.server import Server
 from tests.strict_format import jsonl, training_examples
+
+pytestmark = pytest.mark.e2e
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "opentune.json"
 

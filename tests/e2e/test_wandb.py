@@ -16,6 +16,8 @@ from tests.e2e.server import Server
 from tests.strict_format import jsonl, training_examples
 from tests.wandb_log import artifacts, config, history
 
+pytestmark = pytest.mark.e2e
+
 
 def test_a_job_logs_its_run_to_wandb(server: Server, client: OpenAI) -> None:
     file = client.files.create(

@@ -116,7 +116,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         fleet = EngineFleet([one_replica(MODEL, tmp_path, client, AdapterRegistry(client, 2))])
         jobs, checkpoints = JobStore(db), CheckpointStore(db)
         catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=0)
-        unused: Any = None  # the chat router does not touch keys, files or jobs
+        unused: Any = None  # the chat router does not touch keys, files, jobs or webhooks
         parts = Components(
             keys=unused,
             files=unused,
@@ -126,6 +126,9 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
             catalog=catalog,
             fleet=fleet,
             chat_limits=(limits := ChatLimits(CAPS)),
+            webhooks=unused,
+            outbox=unused,
+            webhook_dispatcher=unused,
         )
         app = FastAPI()
         install_error_handlers(app)
