@@ -8,7 +8,8 @@
 # (or -e OPENTUNE_INSECURE_NO_AUTH=1).
 FROM python:3.11-slim
 
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential make git \
+# bubblewrap: the python graders' sandbox (it needs user namespaces: see the README's Graders section).
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential make git bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/opentune
 COPY pyproject.toml README.md Makefile ./

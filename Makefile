@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 ARGS ?=
 
-.PHONY: install install-dev browser run test lint typecheck unit e2e openapi bench clean
+.PHONY: install install-dev browser sandbox run test lint typecheck unit e2e openapi bench clean
 
 install: $(VENV)/.installed-$(ENGINE)
 install-dev: $(VENV)/.installed-dev-$(ENGINE)
@@ -42,7 +42,7 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-unit: install-dev
+unit: install-dev sandbox
 	$(BIN)/pytest -m "not e2e"
 
 # Debian's chromium and its driver, for tests/e2e/test_dashboard.py; installed only when missing.
@@ -52,10 +52,18 @@ browser:
 		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
 
-e2e: install-dev browser
+# Debian's bubblewrap, the python graders' sandbox (trainer/graders/sandbox.py); installed only when
+# missing. Without it the server runs, and refuses python graders with a 400.
+sandbox:
+	@if ! command -v bwrap >/dev/null; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y bubblewrap; \
+	fi
+
+e2e: install-dev browser sandbox
 	$(BIN)/pytest -m e2e
 
-test: lint typecheck browser
+test: lint typecheck browser sandbox
 	$(BIN)/pytest
 
 openapi: install-dev

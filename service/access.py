@@ -12,6 +12,7 @@ Both answer in OpenAI's error shape and close the connection, since the client m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from starlette.datastructures import Headers
@@ -22,6 +23,7 @@ from service.errors import AuthenticationFailed, OpenAIError, RequestTooLarge
 
 PRINCIPAL = "principal"  # key of the authenticated Principal in scope["state"]
 UPLOAD_PATH = "/v1/files"
+UPLOAD_PART_PATH = re.compile(r"/v1/uploads/[^/]+/parts")  # a part of a multi-part upload
 
 
 def is_api_path(path: str) -> bool:
@@ -55,16 +57,23 @@ class AuthenticationMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """File uploads (POST /v1/files) may send `upload_max_bytes`, every other request `max_bytes`."""
+    """File uploads (POST /v1/files) may send `upload_max_bytes`, parts of an upload (POST
+    /v1/uploads/{id}/parts) `part_max_bytes` (default: `max_bytes`), every other request `max_bytes`."""
 
-    def __init__(self, app: ASGIApp, upload_max_bytes: int, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, upload_max_bytes: int, max_bytes: int, part_max_bytes: int | None = None
+    ) -> None:
         self.app = app
         self.upload_max_bytes = upload_max_bytes
         self.max_bytes = max_bytes
+        self.part_max_bytes = part_max_bytes or max_bytes
 
     def limit_for(self, scope: Scope) -> int:
-        is_upload = scope["method"] == "POST" and scope["path"] == UPLOAD_PATH
-        return self.upload_max_bytes if is_upload else self.max_bytes
+        if scope["method"] != "POST":
+            return self.max_bytes
+        if scope["path"] == UPLOAD_PATH:
+            return self.upload_max_bytes
+        return self.part_max_bytes if UPLOAD_PART_PATH.fullmatch(scope["path"]) else self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -26,11 +26,13 @@ from service.engine.model_source import resolve_model_path
 from service.engine.models_file import configured_base_models
 from service.errors import install_error_handlers
 from service.files import FileStore, StorageQuota
+from service.graders import GraderService, sandbox_limits
 from service.ids import random_token
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.executor import TrainerExecutor
 from service.jobs.local_executor import LocalProcessExecutor
 from service.jobs.model_records import JobModelRecords
+from service.jobs.permissions import CheckpointPermissions
 from service.jobs.quotas import JobLimits
 from service.jobs.scheduler import JobScheduler
 from service.jobs.service import FineTuningService
@@ -38,10 +40,12 @@ from service.jobs.store import JobStore
 from service.metrics import HttpMetricsMiddleware
 from service.openapi import build_openapi
 from service.store.database import open_database
+from service.uploads import UploadLimits, UploadStore
 from service.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 from service.webhooks.endpoints import WebhookEndpoints
 from service.webhooks.outbox import Outbox
 from trainer import storage
+from trainer.graders import GradingContext, Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
         BodySizeLimitMiddleware,
         upload_max_bytes=settings.max_upload_body_bytes,
         max_bytes=settings.max_request_body_bytes,
+        part_max_bytes=settings.upload_part_max_bytes + 2**20,  # plus the multipart framing
     )
     app.add_middleware(AuthenticationMiddleware, key_ring=lambda: _components(app).keys)
     app.add_middleware(RequestIdMiddleware)
@@ -92,6 +97,7 @@ async def _start(
     started.push_async_callback(fleet.stop)
     root = settings.storage_root
     files = FileStore(db, storage.join(root, "files"), quota=StorageQuota.from_settings(settings))
+    uploads = UploadStore(db, files, storage.join(root, "uploads"), UploadLimits.from_settings(settings))
     jobs = JobStore(db)
     checkpoints = CheckpointStore(db)
 
@@ -99,6 +105,8 @@ async def _start(
     catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=int(time.time()))
     executor = _trainer_executor(settings, storage.join(root, "jobs"), data_dir / "jobs")
     scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor)
+    # Python graders' sandbox: the graders endpoints and reinforcement jobs' grader checks.
+    sandbox = Sandbox(sandbox_limits(settings))
     fine_tuning = FineTuningService(
         jobs,
         files,
@@ -106,7 +114,10 @@ async def _start(
         scheduler,
         settings.engine_max_lora_rank,
         limits=JobLimits.from_settings(settings),
+        grading=GradingContext(sandbox=sandbox),
     )
+
+    chat_limits = ChatLimits(ChatCaps.from_settings(settings))  # chat, and model graders' calls
 
     # Webhooks: the outbox that job transitions write, and this gateway's sender of it.
     outbox = Outbox(db, settings.resolved_gateway_id, lease_s=settings.webhooks_timeout_s * 6)
@@ -115,15 +126,18 @@ async def _start(
     components = Components(
         keys=KeyRing(settings, db),
         files=files,
+        uploads=uploads,
         jobs=jobs,
         checkpoints=checkpoints,
+        permissions=CheckpointPermissions(db, catalog.owns, settings.organization_id),
         fine_tuning=fine_tuning,
         catalog=catalog,
         fleet=fleet,
-        chat_limits=ChatLimits(ChatCaps.from_settings(settings)),
+        chat_limits=chat_limits,
         webhooks=WebhookEndpoints(db, settings.webhooks_allow_http, settings.webhooks_max_endpoints_per_org),
         outbox=outbox,
         webhook_dispatcher=dispatcher,
+        graders=GraderService(catalog, fleet, chat_limits, sandbox),
     )
     await scheduler.start()
     started.push_async_callback(scheduler.stop)

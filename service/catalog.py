@@ -43,8 +43,12 @@ class ModelRecords(Protocol):
         """The organization's checkpoint models (one, by `name`), oldest first."""
         ...
 
+    def shared_with(self, org_id: str, name: str | None = None) -> list[ServedModel]:
+        """Other organizations' models shared with this one (service/jobs/permissions.py)."""
+        ...
+
     def forget(self, model: ServedModel) -> None:
-        """Delete a fine-tuned model or checkpoint: its record and its files."""
+        """Delete a fine-tuned model or checkpoint: its record, its files and its grants."""
         ...
 
 
@@ -59,14 +63,27 @@ class ModelCatalog:
         return list(self.bases)
 
     def list(self, org_id: str) -> ModelList:
-        models = [*self.bases.values(), *self.records.fine_tuned(org_id), *self.records.checkpoints(org_id)]
+        """Base models, the organization's own models, then those shared with it."""
+        models = [
+            *self.bases.values(),
+            *self.records.fine_tuned(org_id),
+            *self.records.checkpoints(org_id),
+            *self.records.shared_with(org_id),
+        ]
         return ModelList(data=[m.to_wire() for m in models])
 
-    def resolve(self, org_id: str, name: str) -> ServedModel:
-        """The model `name` as the organization sees it; 404 model_not_found if it has no such model."""
+    def owns(self, org_id: str, name: str) -> bool:
+        """Whether `name` is one of the organization's own fine-tuned models or checkpoints."""
+        return bool(self.records.fine_tuned(org_id, name) or self.records.checkpoints(org_id, name))
+
+    def resolve(self, org_id: str, name: str, own_only: bool = False) -> ServedModel:
+        """The model `name` as the organization sees it (with `own_only`, not one shared with it);
+        404 model_not_found if it has no such model."""
         if name in self.bases:
             return self.bases[name]
         found = self.records.fine_tuned(org_id, name) or self.records.checkpoints(org_id, name)
+        if not found and not own_only:
+            found = self.records.shared_with(org_id, name)
         if found:
             return found[0]
         raise NotFound(
@@ -99,7 +116,7 @@ class ModelCatalog:
                 param="model",
                 code="model_not_deletable",
             )
-        model = await asyncio.to_thread(self.resolve, org_id, name)
+        model = await asyncio.to_thread(self.resolve, org_id, name, True)  # only its owner deletes it
         await self.fleet.get(model.base).unload_everywhere(model.name)
         await asyncio.to_thread(self.records.forget, model)
         return DeletedObject(id=name, object="model", deleted=True)

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     max_upload_body_bytes: int = 513 * 1024 * 1024
     max_request_body_bytes: int = 16 * 1024 * 1024
     engine_api_key: SecretStr | None = None
+    # Uploads API (service/uploads.py), OpenAI's limits by default: a file of up to 8 GB sent in
+    # parts of up to 64 MB (a part's request body may carry 1 MiB of multipart framing more), an
+    # upload not completed within an hour expiring with its parts.
+    upload_max_bytes_total: int = Field(default=8 * 1024**3, ge=0)
+    upload_part_max_bytes: int = Field(default=64 * 1024**2, ge=1)
+    upload_expiry_s: int = Field(default=3600, ge=1)
 
     # Serving engine: a managed vLLM subprocess unless engine_url names one already running.
     engine_url: str | None = None
@@ -122,6 +128,11 @@ class Settings(BaseSettings):
     # with this address-space limit, killed after this many seconds; either failure fails that job.
     file_check_memory_gib: float = 4.0
     file_check_timeout_s: float = 300.0
+    # Python graders (trainer/graders/sandbox.py): each runs in a bubblewrap sandbox, stopped after
+    # this many seconds or at this address-space size; at most this many at once per gateway.
+    python_grader_time_limit_s: float = Field(default=10.0, gt=0, le=600)
+    python_grader_memory_mib: int = Field(default=512, ge=64)
+    python_grader_max_concurrent: int = Field(default=2, ge=1)
 
     # GET /metrics (service/metrics.py) answers only callers with a valid API key.
     metrics_require_key: bool = False

@@ -14,9 +14,12 @@ from service.engine.fleet import EngineFleet
 from service.engine.limits import ChatLimits
 from service.errors import AuthenticationFailed
 from service.files import FileStore
+from service.graders import GraderService
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.permissions import CheckpointPermissions
 from service.jobs.service import FineTuningService
 from service.jobs.store import JobStore
+from service.uploads import UploadStore
 from service.webhooks.dispatcher import WebhookDispatcher
 from service.webhooks.endpoints import WebhookEndpoints
 from service.webhooks.outbox import Outbox
@@ -26,8 +29,10 @@ from service.webhooks.outbox import Outbox
 class Components:
     keys: KeyRing
     files: FileStore
+    uploads: UploadStore
     jobs: JobStore
     checkpoints: CheckpointStore
+    permissions: CheckpointPermissions
     fine_tuning: FineTuningService
     catalog: ModelCatalog
     fleet: EngineFleet
@@ -35,6 +40,7 @@ class Components:
     webhooks: WebhookEndpoints
     outbox: Outbox
     webhook_dispatcher: WebhookDispatcher
+    graders: GraderService
 
 
 def components(request: Request) -> Components:

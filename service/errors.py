@@ -171,8 +171,16 @@ def error_response(
     return JSONResponse(status_code=status_code, content=body.model_dump())
 
 
-def _param_from_location(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+def _param_from_location(loc: tuple[Any, ...], body: Any = None) -> str | None:
+    """`grader.operation` from pydantic's ("body", "grader", "string_check", "operation"): the
+    request part goes, and so does a tagged union's tag (the `type` of the object it is in)."""
+    parts: list[str] = []
+    current = body
+    for step in loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "form") else loc:
+        if isinstance(current, dict) and step not in current and step == current.get("type"):
+            continue
+        parts.append(str(step))
+        current = current.get(step) if isinstance(current, dict) else None
     return ".".join(parts) or None
 
 
@@ -191,7 +199,7 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
-    param = _param_from_location(tuple(first.get("loc", ())))
+    param = _param_from_location(tuple(first.get("loc", ())), exc.body)
     message = first.get("msg", "Invalid request")
     if param:
         message = f"Invalid value for '{param}': {message}"

@@ -19,7 +19,7 @@ from service.ids import new_id
 from service.pagination import paginate
 from service.protocol.common import DeletedObject, IdCursorPage
 from service.protocol.files import UPLOADABLE_PURPOSES, FileObject
-from service.store import Database, FileRow
+from service.store import Database, FileRow, UploadRow
 from trainer import storage
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -62,6 +62,9 @@ class FileStore:
         self.quota = quota  # None: no per-organization limit
         # Called with each file row removed (deleted or expired), e.g. to drop data derived from it.
         self.on_remove: list[Callable[[FileRow], None]] = []
+        # Called with each purge of expired files (the scheduler's housekeeping, once a minute), e.g.
+        # to expire unfinished uploads (service/uploads.py).
+        self.on_purge: list[Callable[[], object]] = []
 
     def location_of(self, file_id: str) -> str:
         # Ids are generated here ([A-Za-z0-9-]), so this cannot leave the files folder.
@@ -82,22 +85,12 @@ class FileStore:
                 f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOADABLE_PURPOSES)}.",
                 param="purpose",
             )
-        bytes_left = self._check_quota(org_id) if not internal else None
+        bytes_left = self.check_quota(org_id) if not internal else None
         file_id = new_id("file")
         location = self.location_of(file_id)
         counted = _LimitedReader(stream, bytes_left)
         storage.write_stream(location, counted)  # nothing is left there when the reader raises
-        now = int(time.time())
-        row = FileRow(
-            id=file_id,
-            organization_id=org_id,
-            created_at=now,
-            expires_at=now + expires_after_s if expires_after_s else None,
-            filename=_display_name(filename),
-            purpose=purpose,
-            bytes=counted.size,
-            status="processed",
-        )
+        row = new_row(file_id, org_id, filename, purpose, counted.size, expires_after_s)
         try:
             with self.db.session() as session:
                 session.add(row)
@@ -106,15 +99,20 @@ class FileStore:
             raise
         return to_wire(row)
 
-    def _check_quota(self, org_id: str) -> int | None:
+    def check_quota(self, org_id: str) -> int | None:
         """Refuses a new upload when the organization has as many files as allowed; else the bytes
-        it may still store (None: no limit). Count, then store: concurrent uploads may overshoot."""
+        it may still store (None: no limit), the parts of its unfinished uploads (service/uploads.py)
+        counted as stored. Count, then store: concurrent uploads may overshoot."""
         if self.quota is None:
             return None
         live = or_(FileRow.expires_at.is_(None), FileRow.expires_at > int(time.time()))
         with self.db.session() as session:
             query = select(func.count(), func.coalesce(func.sum(FileRow.bytes), 0))
             n_files, n_bytes = session.execute(query.where(FileRow.organization_id == org_id, live)).one()
+            in_uploads = select(func.coalesce(func.sum(UploadRow.received_bytes), 0)).where(
+                UploadRow.organization_id == org_id, UploadRow.status == "pending"
+            )
+            n_bytes += session.scalar(in_uploads) or 0
         if n_files >= self.quota.max_files:
             raise QuotaExceeded(
                 f"Your organization has {n_files} files, the most allowed is {self.quota.max_files}; "
@@ -158,6 +156,8 @@ class FileStore:
             rows = list(session.scalars(query))
         for row in rows:
             self._remove(row)
+        for sweep in self.on_purge:
+            sweep()
         return len(rows)
 
     def usable(self, org_id: str, file_id: str) -> bool:
@@ -221,7 +221,24 @@ def _expired(row: FileRow) -> bool:
     return row.expires_at is not None and row.expires_at <= time.time()
 
 
-def _display_name(filename: str) -> str:
+def new_row(
+    file_id: str, org_id: str, filename: str, purpose: str, size: int, expires_after_s: int | None
+) -> FileRow:
+    """A file's row, once its bytes are stored at `location_of(file_id)` (uploads complete into one)."""
+    now = int(time.time())
+    return FileRow(
+        id=file_id,
+        organization_id=org_id,
+        created_at=now,
+        expires_at=now + expires_after_s if expires_after_s else None,
+        filename=display_name(filename),
+        purpose=purpose,
+        bytes=size,
+        status="processed",
+    )
+
+
+def display_name(filename: str) -> str:
     """The name shown back to the user: only the last path component, printable, bounded."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable())[:255]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -38,13 +38,30 @@ class WandbRun(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=64)
 
 
+class ReinforcementSettings(BaseModel):
+    """Reinforcement fine-tuning (GRPO, trainer/rft.py): samples scored by the job's grader."""
+
+    grader: dict[str, Any] = Field(description="OpenAI's grader object (trainer/graders checks it).")
+    # Completions sampled per prompt: GRPO's group, whose rewards are compared with each other.
+    num_generations: int = Field(default=4, ge=2)
+    max_completion_tokens: int = Field(default=64, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    # Training steps between evaluations on the validation file (None: evaluations_per_job spread).
+    eval_interval: int | None = Field(default=None, ge=1)
+    # Completions sampled per validation prompt at each evaluation (their mean reward is reported).
+    eval_samples: int = Field(default=1, ge=1)
+    # The python grader's sandbox limits.
+    python_grader_timeout_s: float = Field(default=10.0, gt=0)
+    python_grader_memory_mb: int = Field(default=512, ge=64)
+
+
 class TrainingSpec(BaseModel):
     job_id: str
     base_model: str = Field(description="Hub id or local folder of the base model.")
     training_file: Path
     validation_file: Path | None = None
     output_dir: Path
-    method: Literal["supervised", "dpo"] = "supervised"
+    method: Literal["supervised", "dpo", "reinforcement"] = "supervised"
     beta: float = Field(default=0.1, gt=0, description="DPO's KL penalty; unused by supervised training.")
     # The adapter of an earlier fine-tuned model to continue from (e.g. SFT, then DPO).
     init_adapter: Path | None = None
@@ -70,6 +87,7 @@ class TrainingSpec(BaseModel):
     evaluations_per_job: int = Field(default=10, ge=1)
     stored: StoredLocations | None = None
     wandb: WandbRun | None = None
+    reinforcement: ReinforcementSettings | None = None  # with method "reinforcement"
 
     @property
     def adapter_location(self) -> str:

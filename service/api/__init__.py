@@ -6,11 +6,22 @@ the router-wide dependency makes a route without one fail closed (401).
 
 from fastapi import APIRouter, Depends
 
-from service.api import chat, dashboard, files, fine_tuning, health, models, webhooks
+from service.api import (
+    chat,
+    checkpoint_permissions,
+    dashboard,
+    files,
+    fine_tuning,
+    graders,
+    health,
+    models,
+    uploads,
+    webhooks,
+)
 from service.deps import principal
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(principal)])
-for module in (files, fine_tuning, models, chat, webhooks):
+for module in (files, uploads, fine_tuning, checkpoint_permissions, graders, models, chat, webhooks):
     v1.include_router(module.router)
 
 __all__ = ["dashboard", "health", "v1"]

@@ -7,6 +7,7 @@ import time
 
 from service.catalog import ServedModel
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.permissions import forget_grants, shared_rows
 from service.jobs.store import JobStore
 from service.store import CheckpointRow, JobRow
 from trainer import storage
@@ -26,7 +27,12 @@ class JobModelRecords:
         row = self.checkpoints_store.by_name(org_id, name)
         return [_checkpoint_model(row)] if row is not None else []
 
+    def shared_with(self, org_id: str, name: str | None = None) -> list[ServedModel]:
+        jobs, checkpoints = shared_rows(self.jobs.db, org_id, name)
+        return [*(_fine_tuned_model(row) for row in jobs), *(_checkpoint_model(row) for row in checkpoints)]
+
     def forget(self, model: ServedModel) -> None:
+        forget_grants(self.jobs.db, model.name)
         if model.checkpoint_id:
             self.checkpoints_store.remove(model.checkpoint_id)
         elif model.job_id:

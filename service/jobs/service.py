@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 from service.catalog import ModelCatalog
 from service.errors import InvalidRequest, NotFound
 from service.files import FileStore
 from service.ids import new_id
 from service.jobs.integrations import wandb_run
+from service.jobs.job_wire import to_wire
 from service.jobs.naming import fine_tuned_model_name, is_valid_suffix
 from service.jobs.quotas import JobLimits, check_active_jobs, check_integrations, check_trained_tokens
+from service.jobs.reinforcement import check_method
 from service.jobs.scheduler import JobScheduler
 from service.jobs.states import JobStatus
-from service.jobs.store import JobStore, to_wire
+from service.jobs.store import JobStore
 from service.jobs.training_options import parse_training_options
 from service.protocol.fine_tuning import (
     CreateFineTuningJobRequest,
@@ -23,6 +26,7 @@ from service.protocol.fine_tuning import (
     Hyperparameters,
 )
 from service.store import FileRow, JobRow
+from trainer.graders import GradingContext
 
 MAX_METADATA_PAIRS = 16
 
@@ -36,6 +40,7 @@ class FineTuningService:
         scheduler: JobScheduler,
         max_lora_rank: int,
         limits: JobLimits | None = None,
+        grading: GradingContext | None = None,
     ) -> None:
         self.max_lora_rank = max_lora_rank
         # Per-organization limits; None: none (tests that do not exercise them).
@@ -44,9 +49,12 @@ class FineTuningService:
         self.files = files
         self.catalog = catalog
         self.scheduler = scheduler
+        # Checks reinforcement jobs' graders (a python grader's sandbox); None: no reinforcement.
+        self.grading = grading
 
     def create(self, org_id: str, request: CreateFineTuningJobRequest) -> FineTuningJob:
         method_type, hyperparameters = _method_of(request)
+        method_options = self._method_options(request)
         base = self.catalog.trainable(org_id, request.model).base
         training_file = self._check_file(org_id, request.training_file, "training_file")
         if request.validation_file:
@@ -80,6 +88,7 @@ class FineTuningService:
             seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
             method_type=method_type,
             requested_hyperparameters=hyperparameters.model_dump(),
+            method_options=method_options,
             job_metadata=request.metadata,
             integrations=request.integrations or [],
             result_files=[],
@@ -91,6 +100,17 @@ class FineTuningService:
         self.jobs.add_event(row.id, f"Validating {files}")
         self.scheduler.notify()
         return to_wire(row)
+
+    def _method_options(self, request: CreateFineTuningJobRequest) -> dict[str, Any] | None:
+        """What the job keeps of its method besides hyperparameters: reinforcement's grader."""
+        method = request.method
+        if method is None or method.type != "reinforcement" or method.reinforcement is None:
+            return None
+        if self.grading is None:
+            raise InvalidRequest(
+                "Reinforcement fine-tuning is not enabled on this server.", param="method.type"
+            )
+        return check_method(method.reinforcement, self.grading)
 
     def _check_file(self, org_id: str, file_id: str, param: str) -> FileRow:
         try:
@@ -159,11 +179,12 @@ def _method_of(request: CreateFineTuningJobRequest) -> tuple[str, Hyperparameter
         return "supervised", request.hyperparameters or Hyperparameters()
     if method.type == "dpo":
         return "dpo", method.dpo.hyperparameters if method.dpo is not None else DpoHyperparameters()
-    raise InvalidRequest(
-        f"method.type '{method.type}' is not supported by this server yet; use 'supervised' or 'dpo'.",
-        param="method.type",
-        code="unsupported_method",
-    )
+    if method.reinforcement is None:
+        raise InvalidRequest(
+            "method.reinforcement.grader is required when method.type is 'reinforcement'.",
+            param="method.reinforcement.grader",
+        )
+    return "reinforcement", method.reinforcement.hyperparameters
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from service.jobs.hyperparameters import DEFAULT_DPO_BETA, ResolvedHyperparameters
 from service.jobs.integrations import wandb_run
+from service.jobs.reinforcement import settings_for
 from service.jobs.training_options import TrainingOptions
 from service.store import JobRow
 from trainer import storage
@@ -45,6 +46,9 @@ def build_spec(job: JobRow, inputs: JobInputs, resolved: ResolvedHyperparameters
         lora=inputs.options.lora,
         max_seq_length=inputs.options.max_seq_length,
         wandb=wandb_run(job.integrations),
+        reinforcement=settings_for(job.method_options or {}, resolved)
+        if job.method_type == "reinforcement"
+        else None,
     )
 
 

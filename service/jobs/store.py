@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select, update
 from service.errors import NotFound
 from service.ids import new_id
 from service.jobs.fairness import QueuedJob
+from service.jobs.job_wire import to_wire
 from service.jobs.states import JobStatus, sources_of
 from service.metrics import observe_transition
 from service.pagination import paginate
@@ -18,9 +19,6 @@ from service.protocol.common import CursorPage
 from service.protocol.fine_tuning import (
     FineTuningJob,
     FineTuningJobEvent,
-    Hyperparameters,
-    JobError,
-    Method,
 )
 from service.store import Database, EventRow, JobRow
 from service.webhooks.outbox import enqueue_job_event
@@ -220,32 +218,4 @@ def _event_row(
         message=message,
         type=type_,
         data=data if data is not None else {},
-    )
-
-
-def to_wire(row: JobRow) -> FineTuningJob:
-    # Requested values ("auto" kept) until the trainer starts, then the resolved numbers.
-    values = dict(row.hyperparameters or row.requested_hyperparameters)
-    hyper = Hyperparameters(**values)  # beta (DPO) lives only under method.dpo
-    method = Method.model_validate({"type": row.method_type, row.method_type: {"hyperparameters": values}})
-    return FineTuningJob(
-        id=row.id,
-        created_at=row.created_at,
-        error=JobError(**row.error) if row.error else None,
-        fine_tuned_model=row.fine_tuned_model,
-        finished_at=row.finished_at,
-        hyperparameters=hyper,
-        model=row.model,
-        organization_id=row.organization_id,
-        result_files=list(row.result_files or []),
-        seed=row.seed,
-        status=row.status,
-        trained_tokens=row.trained_tokens,
-        training_file=row.training_file,
-        validation_file=row.validation_file,
-        estimated_finish=row.estimated_finish,
-        integrations=list(row.integrations or []),
-        metadata=row.job_metadata,
-        method=method,
-        user_provided_suffix=row.suffix,
     )

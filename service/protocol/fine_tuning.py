@@ -69,6 +69,33 @@ class DpoMethod(BaseModel):
     hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
 
 
+class ReinforcementHyperparameters(Hyperparameters):
+    eval_interval: Auto | int = Field(default="auto", description="training steps between evaluations")
+    eval_samples: Auto | int = Field(default="auto", description="samples per validation prompt")
+    compute_multiplier: Auto | float = Field(
+        default="auto", description="(0.00001, 10]: scales the samples drawn per prompt (4 at 1.0)"
+    )
+    reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+
+    @field_validator("eval_interval", "eval_samples", mode="before")
+    @classmethod
+    def _check_counts(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda v: v.is_integer() and 1 <= v <= 10_000, "an integer from 1")
+
+    @field_validator("compute_multiplier", mode="before")
+    @classmethod
+    def _check_compute_multiplier(cls, value: Any) -> Any:
+        return _auto_or_number(value, lambda v: 1e-5 < v <= 10, "a number greater than 0.00001, at most 10")
+
+
+class ReinforcementMethod(BaseModel):
+    # The grader is checked by trainer/graders (service/jobs/reinforcement.py): its union of types
+    # is the graders library's, kept as JSON here so that the job echoes exactly what was sent.
+    grader: dict[str, Any]
+    hyperparameters: ReinforcementHyperparameters = Field(default_factory=ReinforcementHyperparameters)
+    response_format: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
 def _is_none(value: object) -> bool:
     return value is None
 
@@ -78,7 +105,7 @@ class Method(BaseModel):
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: SupervisedMethod | None = Field(default=None, exclude_if=_is_none)
     dpo: DpoMethod | None = Field(default=None, exclude_if=_is_none)
-    reinforcement: dict[str, Any] | None = Field(default=None, exclude_if=_is_none)
+    reinforcement: ReinforcementMethod | None = Field(default=None, exclude_if=_is_none)
 
 
 class JobError(BaseModel):
@@ -146,6 +173,9 @@ class CheckpointMetrics(BaseModel):
     valid_mean_token_accuracy: float | None = Field(default=None, exclude_if=_is_none)
     full_valid_loss: float | None = Field(default=None, exclude_if=_is_none)
     full_valid_mean_token_accuracy: float | None = Field(default=None, exclude_if=_is_none)
+    # Reinforcement jobs: the grader's mean reward (trainer/rft.py).
+    train_reward_mean: float | None = Field(default=None, exclude_if=_is_none)
+    valid_reward_mean: float | None = Field(default=None, exclude_if=_is_none)
 
 
 class FineTuningJobCheckpoint(BaseModel):

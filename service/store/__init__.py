@@ -3,21 +3,27 @@
 from service.store.database import Database
 from service.store.tables import (
     ApiKeyRow,
+    CheckpointPermissionRow,
     CheckpointRow,
     EventRow,
     FileRow,
     JobRow,
+    UploadPartRow,
+    UploadRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
 )
 
 __all__ = [
     "ApiKeyRow",
+    "CheckpointPermissionRow",
     "CheckpointRow",
     "Database",
     "EventRow",
     "FileRow",
     "JobRow",
+    "UploadPartRow",
+    "UploadRow",
     "WebhookDeliveryRow",
     "WebhookEndpointRow",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -50,6 +50,8 @@ class JobRow(Base):
     longest_example_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     job_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     integrations: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # What a method has besides hyperparameters: reinforcement's grader and response_format.
+    method_options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Chosen at creation (checkpoint names derive from it); shown as `fine_tuned_model` on success.
     model_name: Mapped[str] = mapped_column(String(700), unique=True)
     fine_tuned_model: Mapped[str | None] = mapped_column(String(700), unique=True, nullable=True)
@@ -158,3 +160,47 @@ class WebhookDeliveryRow(Base):
     # The gateway sending it right now, until when: another gateway takes it over after that.
     owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class UploadRow(Base):
+    """A file sent in parts (`client.uploads`, service/uploads.py) until it is completed into a file."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # as declared at creation
+    # pending until completed, cancelled or expired.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # Bytes of the parts stored so far: they count against the organization's quota while pending.
+    received_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # `expires_after` for the file it becomes; and, once completed, that file.
+    file_expires_after_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class UploadPartRow(Base):
+    __tablename__ = "upload_parts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckpointPermissionRow(Base):
+    """A fine-tuned model or checkpoint its organization shares with another
+    (`client.fine_tuning.checkpoints.permissions`; service/jobs/permissions.py)."""
+
+    __tablename__ = "checkpoint_permissions"
+    __table_args__ = (UniqueConstraint("model_name", "organization_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(720), index=True)
+    owner_organization_id: Mapped[str] = mapped_column(String(128))
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)  # the one it is shared with
+    created_at: Mapped[int] = mapped_column(BigInteger)

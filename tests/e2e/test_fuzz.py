@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -174,8 +175,14 @@ def real_ids(client: OpenAI) -> Iterator[RealIds]:
     endpoint = client.webhooks.create(
         name="fuzz", url="http://127.0.0.1:9/hook", event_types=["fine_tuning.job.failed"]
     )
-    path_parameters = {"file_id": scratch, "job_id": job.id, "model": BASE_MODEL}
+    # A pending upload: fuzzed parts are added to it, and a fuzzed cancel may end it.
+    upload = client.uploads.create(
+        bytes=3, filename="fuzz.jsonl", mime_type="text/jsonl", purpose="fine-tune"
+    )
+    path_parameters = {"file_id": scratch, "job_id": job.id, "model": BASE_MODEL, "upload_id": upload.id}
     yield RealIds({**path_parameters, "webhook_endpoint_id": endpoint.id}, too_few)
+    with contextlib.suppress(openai.BadRequestError):  # its parts count against the quota until it ends
+        client.uploads.cancel(upload.id)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -195,6 +202,10 @@ def test_openapi_document_describes_the_api(operations: list[APIOperation]) -> N
         "GET /v1/files/{file_id}",
         "DELETE /v1/files/{file_id}",
         "GET /v1/files/{file_id}/content",
+        "POST /v1/uploads",
+        "POST /v1/uploads/{upload_id}/parts",
+        "POST /v1/uploads/{upload_id}/complete",
+        "POST /v1/uploads/{upload_id}/cancel",
         "POST /v1/fine_tuning/jobs",
         "GET /v1/fine_tuning/jobs",
         "GET /v1/fine_tuning/jobs/{job_id}",
@@ -203,6 +214,8 @@ def test_openapi_document_describes_the_api(operations: list[APIOperation]) -> N
         "POST /v1/fine_tuning/jobs/{job_id}/resume",
         "GET /v1/fine_tuning/jobs/{job_id}/events",
         "GET /v1/fine_tuning/jobs/{job_id}/checkpoints",
+        "POST /v1/fine_tuning/alpha/graders/run",
+        "POST /v1/fine_tuning/alpha/graders/validate",
         "GET /v1/models",
         "GET /v1/models/{model}",
         "DELETE /v1/models/{model}",
@@ -214,6 +227,9 @@ def test_openapi_document_describes_the_api(operations: list[APIOperation]) -> N
         "POST /v1/webhook_endpoints/{webhook_endpoint_id}/rotate_secret",
         "POST /v1/webhook_endpoints/{webhook_endpoint_id}/test",
         "GET /v1/webhook_event_types",
+        "POST /v1/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions",
+        "GET /v1/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions",
+        "DELETE /v1/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}/permissions/{permission_id}",
     }
     assert expected <= labels, expected - labels
     assert not {label for label in labels if "completions" in label}

@@ -169,6 +169,26 @@ async def test_file_uploads_have_their_own_cap() -> None:
     assert reply.status == 413
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/uploads/upload_abc/parts", 6000),  # a part of an upload: the part cap
+        ("/v1/uploads/upload_abc/parts/x", 2500),  # anything else: the general cap
+        ("/v1/uploads", 2500),
+        ("/v1/uploads/upload_abc/complete", 2500),
+    ],
+)
+async def test_parts_of_an_upload_have_their_own_cap(path: str, allowed: int) -> None:
+    route = ReadsWholeBody()
+    capped_parts = BodySizeLimitMiddleware(
+        route, upload_max_bytes=10_000, max_bytes=2500, part_max_bytes=6000
+    )
+    for size, status in [(allowed, 200), (allowed + 1, 413)]:
+        reply = Reply()
+        await capped_parts(http_scope(path), Body(b"p" * size, 1), reply)
+        assert reply.status == status
+
+
 def upload_app() -> FastAPI:
     """A FastAPI multipart route: FastAPI turns errors while parsing a form into 400s of its own."""
     app = FastAPI()

@@ -31,6 +31,7 @@ class FakeRecords:
     def __init__(self) -> None:
         self.models = {ACME: [FT]}
         self.checkpoint_models = {ACME: [CKPT]}
+        self.shared: dict[str, list[ServedModel]] = {}
         self.forgotten: list[ServedModel] = []
 
     def fine_tuned(self, org_id: str, name: str | None = None) -> list[ServedModel]:
@@ -38,6 +39,9 @@ class FakeRecords:
 
     def checkpoints(self, org_id: str, name: str | None = None) -> list[ServedModel]:
         return [m for m in self.checkpoint_models.get(org_id, []) if name in (None, m.name)]
+
+    def shared_with(self, org_id: str, name: str | None = None) -> list[ServedModel]:
+        return [m for m in self.shared.get(org_id, []) if name in (None, m.name)]
 
     def forget(self, model: ServedModel) -> None:
         self.forgotten.append(model)
@@ -136,3 +140,20 @@ def test_real_records_come_from_succeeded_jobs_and_their_checkpoints(
     assert records.fine_tuned(ACME) == [] and not adapter.exists()
     records.forget(checkpoint)
     assert records.checkpoints(ACME) == []
+
+
+@pytest.mark.anyio
+async def test_a_shared_model_is_listed_served_and_trainable_but_only_its_owner_deletes_it(
+    catalog: ModelCatalog, records: FakeRecords
+) -> None:
+    other = "org-globex"
+    with pytest.raises(NotFound):
+        catalog.resolve(other, CKPT.name)
+    records.shared[other] = [CKPT]
+    assert catalog.resolve(other, CKPT.name) == CKPT
+    assert catalog.trainable(other, CKPT.name) == CKPT
+    assert CKPT.name in [m.id for m in catalog.list(other).data]
+    assert catalog.owns(ACME, CKPT.name) and not catalog.owns(other, CKPT.name)
+    with pytest.raises(NotFound):
+        await catalog.delete(other, CKPT.name)
+    assert records.forgotten == []

@@ -120,8 +120,10 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         parts = Components(
             keys=unused,
             files=unused,
+            uploads=unused,
             jobs=jobs,
             checkpoints=checkpoints,
+            permissions=unused,
             fine_tuning=unused,
             catalog=catalog,
             fleet=fleet,
@@ -129,6 +131,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
             webhooks=unused,
             outbox=unused,
             webhook_dispatcher=unused,
+            graders=unused,
         )
         app = FastAPI()
         install_error_handlers(app)

@@ -1,7 +1,8 @@
 """The store applies transitions atomically: the loser of a race changes nothing."""
 
+from service.jobs.job_wire import to_wire
 from service.jobs.states import JobStatus
-from service.jobs.store import JobStore, to_wire
+from service.jobs.store import JobStore
 from service.store import Database, JobRow
 
 

@@ -1,0 +1,62 @@
+"""Reinforcement fine-tuning on the gateway's side: a job's `method.reinforcement` checked (its
+grader by the graders library, trainer/graders/), what the job row keeps of it, and the trainer's
+settings (trainer/spec.py's ReinforcementSettings; the training itself is trainer/rft.py).
+
+Model graders (score_model, label_model) are refused in training jobs for now: the trainer would
+have to call this server's engines while the job trains. They work in /v1/fine_tuning/alpha/graders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from service.errors import InvalidRequest
+from service.jobs.hyperparameters import SAMPLES_PER_PROMPT, ResolvedHyperparameters
+from service.protocol.fine_tuning import ReinforcementMethod
+from trainer.graders import GraderError, GradingContext, validate
+from trainer.spec import ReinforcementSettings
+
+GRADER_PARAM = "method.reinforcement.grader"
+MODEL_GRADERS = frozenset({"score_model", "label_model"})
+
+
+def check_method(method: ReinforcementMethod, context: GradingContext) -> dict[str, Any]:
+    """The job row's `method_options` (grader and response_format, as sent); a 400 naming the field
+    when the grader cannot be used. Blocking (the sandbox's probe): call from a worker thread."""
+    if used := _types_in(method.grader) & MODEL_GRADERS:
+        raise InvalidRequest(
+            f"{' and '.join(sorted(used))} graders cannot be used in fine-tuning jobs on this server yet "
+            "(they can be tried with /v1/fine_tuning/alpha/graders/run); use string_check, "
+            "text_similarity, python or multi.",
+            param=GRADER_PARAM,
+            code="unsupported_grader",
+        )
+    try:
+        validate(method.grader, context, param=GRADER_PARAM)
+    except GraderError as exc:
+        raise InvalidRequest(exc.message, param=exc.param or GRADER_PARAM) from None
+    options: dict[str, Any] = {"grader": method.grader}
+    if method.response_format is not None:
+        options["response_format"] = method.response_format
+    return options
+
+
+def settings_for(options: Mapping[str, Any], resolved: ResolvedHyperparameters) -> ReinforcementSettings:
+    return ReinforcementSettings(
+        grader=dict(options["grader"]),
+        num_generations=resolved.samples_per_prompt or SAMPLES_PER_PROMPT,
+        eval_interval=resolved.eval_interval,
+        eval_samples=resolved.eval_samples or 1,
+    )
+
+
+def _types_in(grader: Mapping[str, Any]) -> set[str]:
+    """The grader's type and those of a multi grader's graders (an object of named graders)."""
+    found = {str(grader.get("type"))}
+    subs = grader.get("graders")
+    if isinstance(subs, Mapping):
+        for sub in subs.values():
+            if isinstance(sub, Mapping):
+                found |= _types_in(sub)
+    return found
