@@ -48,7 +48,8 @@ def test_a_shared_checkpoint_is_usable_by_the_organization_it_is_shared_with_onl
     granted = permissions.create(checkpoint, project_ids=["org-share-friend"]).data
     assert [(p.object, p.project_id) for p in granted] == [("checkpoint.permission", "org-share-friend")]
     assert [p.id for p in permissions.list(checkpoint)] == [granted[0].id]
-    assert permissions.retrieve(checkpoint).data[0].project_id == "org-share-friend"
+    with pytest.warns(DeprecationWarning):  # the SDK's older name for the same GET
+        assert permissions.retrieve(checkpoint).data[0].project_id == "org-share-friend"
 
     assert checkpoint in [m.id for m in friend.models.list()]
     assert _chat(friend, checkpoint) is not None
