@@ -65,6 +65,8 @@ def _train(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest)
     # Heavy imports after the signal handler is in place.
     if spec.method == "dpo":
         from trainer.dpo import run_dpo as run
+    elif spec.method == "reinforcement":
+        from trainer.rft import run_rft as run
     else:
         from trainer.sft import run_sft as run
     return _run(run, spec, events, stop_requested)

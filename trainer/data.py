@@ -45,7 +45,17 @@ class PreferenceExample:
     tools: list[dict[str, Any]] | None = None
 
 
-Example = ChatExample | PreferenceExample
+@dataclass
+class ReinforcementExample:
+    """An RFT prompt: the conversation up to the model's turn, and the row's other fields (the
+    grader's `item`: reference answers and anything else its templates name)."""
+
+    messages: list[dict[str, Any]]
+    item: dict[str, Any]
+    tools: list[dict[str, Any]] | None = None  # always None: per-row tools are refused for now
+
+
+Example = ChatExample | PreferenceExample | ReinforcementExample
 Fail = Callable[[str], DataValidationError]
 
 
@@ -60,10 +70,15 @@ def error_maker(param: str) -> Fail:
 
 
 def iter_examples(path: Path, method: str, param: str = "training_file") -> Iterator[tuple[Example, int]]:
-    """Each example of a file for a job's method (`supervised` or `dpo`) with the size of its line,
-    checked as it is read; a training file with too few examples raises once the end is reached."""
+    """Each example of a file for a job's method (`supervised`, `dpo` or `reinforcement`) with the
+    size of its line, checked as it is read; a training file with too few examples raises once the
+    end is reached."""
     fail = error_maker(param)
-    check = _check_preference_record if method == "dpo" else _check_chat_record
+    checks: dict[str, Callable[[Record, Fail], Example]] = {
+        "dpo": _check_preference_record,
+        "reinforcement": _check_reinforcement_record,
+    }
+    check = checks.get(method, _check_chat_record)
     count = 0
     try:
         for record in read_records(path):
@@ -96,6 +111,12 @@ def load_preference_examples(path: Path, param: str = "training_file") -> list[P
     return load_examples(path, "dpo", param)
 
 
+def load_reinforcement_examples(path: Path, param: str = "training_file") -> list[ReinforcementExample]:
+    """OpenAI's RFT format: `messages` ending with the user's turn, plus any other top-level fields,
+    kept for the grader (`{{item.field}}`)."""
+    return load_examples(path, "reinforcement", param)
+
+
 def _check_chat_record(record: Record, fail: Fail) -> ChatExample:
     value, where = record.value, record.where
     if "messages" not in value and any(k in value for k in (*_PREFERRED, *_NON_PREFERRED, "input")):
@@ -125,6 +146,21 @@ def _check_preference_record(record: Record, fail: Fail) -> PreferenceExample:
             raise fail(f"{where}: '{keys[0]}' must hold an assistant message with text content.")
         outputs.append(output[0])
     return PreferenceExample(messages, outputs[0], outputs[1], tools)
+
+
+def _check_reinforcement_record(record: Record, fail: Fail) -> ReinforcementExample:
+    value, where = record.value, record.where
+    if "messages" not in value and "input" in value:
+        raise fail(f"{where} is in the preference (DPO) format, but the job's method is 'reinforcement'.")
+    messages = _check_messages(value.get("messages"), where, fail, require_assistant=False)
+    if messages[-1]["role"] != "user":
+        raise fail(
+            f"{where}: the last message must be a user message (the prompt the model answers), not "
+            f"{describe(messages[-1]['role'])}; put reference answers in other fields, for the grader."
+        )
+    if "tools" in value:
+        raise fail(f"{where}: 'tools' is not supported in reinforcement fine-tuning examples yet.")
+    return ReinforcementExample(messages, {k: v for k, v in value.items() if k != "messages"})
 
 
 def _check_messages(messages: Any, where: str, fail: Fail, require_assistant: bool) -> list[dict[str, Any]]:

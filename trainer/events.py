@@ -39,6 +39,10 @@ class MetricsEvent(_Event):
     valid_mean_token_accuracy: float | None = None
     # Training tokens per second since the previous metrics event (SFT: TRL counts the tokens).
     tokens_per_second: float | None = None
+    # Reinforcement fine-tuning (OpenAI's names): the mean grader reward of the step's samples, and
+    # of the validation samples at the steps where validation ran. train_loss is then GRPO's loss.
+    train_reward_mean: float | None = None
+    valid_reward_mean: float | None = None
 
 
 class CheckpointEvent(_Event):

@@ -9,20 +9,25 @@ kills it after a time limit. Exit status 0 whenever a result was printed, bad fi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
 from pathlib import Path
 
-from trainer.data import DataValidationError
+from trainer.data import DataValidationError, ReinforcementExample, iter_examples
 from trainer.file_stats import FileProblem, InspectionResult, inspect_files
+from trainer.grader_check import first_rows_problem
+
+_CODE = "invalid_training_file"
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trainer.inspect_files", description=__doc__)
     parser.add_argument("--training-file", type=Path, required=True)
     parser.add_argument("--validation-file", type=Path)
-    parser.add_argument("--method", choices=("supervised", "dpo"), default="supervised")
+    parser.add_argument("--method", choices=("supervised", "dpo", "reinforcement"), default="supervised")
+    parser.add_argument("--grader-json", help="a reinforcement job's grader, checked on the first rows")
     parser.add_argument("--tokenizer", type=Path, help="base model folder, to count tokens")
     parser.add_argument("--max-seq-length", type=int, default=2048)
     parser.add_argument("--memory-limit-bytes", type=int, help="address-space limit (RLIMIT_AS)")
@@ -43,6 +48,15 @@ def inspect(args: argparse.Namespace) -> InspectionResult:
         stats = inspect_files(
             args.training_file, args.validation_file, args.method, args.tokenizer, args.max_seq_length
         )
+        if args.grader_json:
+            examples = (
+                example for example, _ in iter_examples(args.training_file, args.method, "training_file")
+            )
+            rows = (example for example in examples if isinstance(example, ReinforcementExample))
+            if problem := first_rows_problem(rows, json.loads(args.grader_json)):
+                return InspectionResult(
+                    problem=FileProblem(code=_CODE, message=problem, param="training_file")
+                )
     except DataValidationError as exc:
         return InspectionResult(problem=FileProblem(code=exc.code, message=exc.message, param=exc.param))
     except MemoryError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ class Run:
         self,
         trainer: Any,
         progress: ProgressCallback,
-        trained_tokens: int,
+        trained_tokens: int | Callable[[], int],
         prompts: list[list[dict[str, Any]]],
     ) -> None:
         """Train (from the resume point), then save the adapter, check it changes answers on a few
@@ -126,6 +127,8 @@ class Run:
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
         runtime_s = time.perf_counter() - started
+        if callable(trained_tokens):  # counted while training (RFT: as many tokens as it sampled)
+            trained_tokens = trained_tokens()
         if self.stop_requested.is_set():
             if self.tracking:
                 self.tracking.finish(with_adapter=False)

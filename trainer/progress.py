@@ -23,6 +23,7 @@ class MetricsTable:
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path
+        self.columns = CSV_COLUMNS  # RFT adds its reward columns (trainer/rft.py)
         self.rows: dict[int, dict[str, Any]] = {}
         if resume_step is not None and path.exists():
             with path.open(newline="") as handle:
@@ -38,7 +39,7 @@ class MetricsTable:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
         with partial.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, CSV_COLUMNS, restval="", extrasaction="ignore")
+            writer = csv.DictWriter(handle, self.columns, restval="", extrasaction="ignore")
             writer.writeheader()
             for step in sorted(self.rows):
                 writer.writerow(self.rows[step])
@@ -89,6 +90,8 @@ class ProgressCallback(TrainerCallback):
         if not logs or "loss" not in logs:
             return
         train = {"train_loss": logs["loss"], "train_mean_token_accuracy": logs.get("mean_token_accuracy")}
+        if "reward" in logs:  # GRPO (RFT): the mean reward of the step's samples
+            train["train_reward_mean"] = logs["reward"]
         self.latest.update(train)
         if "num_tokens" in logs:
             now, tokens = time.monotonic(), float(logs["num_tokens"])
@@ -101,7 +104,10 @@ class ProgressCallback(TrainerCallback):
                 train["tokens_per_second"] = rate
             self._tokens_seen = (tokens, now)
         self.table.record(
-            state.global_step, train_loss=train["train_loss"], train_accuracy=logs.get("mean_token_accuracy")
+            state.global_step,
+            train_loss=train["train_loss"],
+            train_accuracy=logs.get("mean_token_accuracy"),
+            train_reward_mean=train.get("train_reward_mean"),
         )
         self._pending_for(state).update(train)
 
@@ -114,6 +120,8 @@ class ProgressCallback(TrainerCallback):
             "valid_loss": metrics["eval_loss"],
             "valid_mean_token_accuracy": metrics.get("eval_mean_token_accuracy"),
         }
+        if "eval_reward" in metrics:  # GRPO (RFT): the mean reward over the validation samples
+            valid["valid_reward_mean"] = metrics["eval_reward"]
         self.latest.update(valid)
         self.table.record(state.global_step, **valid)
         self._pending_for(state).update(valid)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -37,6 +39,7 @@ class FileCheckRequest:
     method: str
     tokenizer_dir: Path | None  # the base model's folder, to count tokens (None: not counted)
     max_seq_length: int
+    grader: dict[str, Any] | None = None  # a reinforcement job's: its templates are checked on the rows
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def _command(request: FileCheckRequest, limits: FileCheckLimits) -> list[str]:
     if request.tokenizer_dir is not None:
         command += ["--tokenizer", str(request.tokenizer_dir)]
     command += ["--method", request.method, "--max-seq-length", str(request.max_seq_length)]
+    if request.grader is not None:
+        command += ["--grader-json", json.dumps(request.grader)]
     return [*command, "--memory-limit-bytes", str(limits.memory_bytes)]
 
 

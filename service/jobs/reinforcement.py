@@ -8,22 +8,27 @@ have to call this server's engines while the job trains. They work in /v1/fine_t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from service.errors import InvalidRequest
 from service.jobs.hyperparameters import SAMPLES_PER_PROMPT, ResolvedHyperparameters
+from service.jobs.training_options import TrainingOptions
 from service.protocol.fine_tuning import ReinforcementMethod
 from trainer.graders import GraderError, GradingContext, validate
 from trainer.spec import ReinforcementSettings
 
 GRADER_PARAM = "method.reinforcement.grader"
 MODEL_GRADERS = frozenset({"score_model", "label_model"})
+MAX_GRADER_BYTES = 64 * 1024
 
 
 def check_method(method: ReinforcementMethod, context: GradingContext) -> dict[str, Any]:
     """The job row's `method_options` (grader and response_format, as sent); a 400 naming the field
     when the grader cannot be used. Blocking (the sandbox's probe): call from a worker thread."""
+    if len(json.dumps(method.grader)) > MAX_GRADER_BYTES:  # it travels on a command line (file check)
+        raise InvalidRequest(f"The grader is larger than {MAX_GRADER_BYTES} bytes.", param=GRADER_PARAM)
     if used := _types_in(method.grader) & MODEL_GRADERS:
         raise InvalidRequest(
             f"{' and '.join(sorted(used))} graders cannot be used in fine-tuning jobs on this server yet "
@@ -42,12 +47,17 @@ def check_method(method: ReinforcementMethod, context: GradingContext) -> dict[s
     return options
 
 
-def settings_for(options: Mapping[str, Any], resolved: ResolvedHyperparameters) -> ReinforcementSettings:
+def settings_for(
+    options: Mapping[str, Any], resolved: ResolvedHyperparameters, training: TrainingOptions
+) -> ReinforcementSettings:
+    """The trainer's settings; sampling options from the job's metadata (training_options.py)."""
+    sampling = {"max_completion_tokens": training.max_completion_tokens, "temperature": training.temperature}
     return ReinforcementSettings(
         grader=dict(options["grader"]),
         num_generations=resolved.samples_per_prompt or SAMPLES_PER_PROMPT,
         eval_interval=resolved.eval_interval,
         eval_samples=resolved.eval_samples or 1,
+        **{key: value for key, value in sampling.items() if value is not None},
     )
 
 

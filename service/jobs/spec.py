@@ -46,7 +46,7 @@ def build_spec(job: JobRow, inputs: JobInputs, resolved: ResolvedHyperparameters
         lora=inputs.options.lora,
         max_seq_length=inputs.options.max_seq_length,
         wandb=wandb_run(job.integrations),
-        reinforcement=settings_for(job.method_options or {}, resolved)
+        reinforcement=settings_for(job.method_options or {}, resolved, inputs.options)
         if job.method_type == "reinforcement"
         else None,
     )

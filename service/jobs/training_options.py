@@ -1,7 +1,9 @@
 """Training knobs OpenAI's API has no field for, passed as job metadata under the `opentune.` prefix.
 
     metadata={"opentune.lora_rank": "32", "opentune.lora_alpha": "64", "opentune.lora_dropout": "0.1",
-              "opentune.lora_target_modules": "q_proj,v_proj", "opentune.max_seq_length": "4096"}
+              "opentune.lora_target_modules": "q_proj,v_proj", "opentune.max_seq_length": "4096",
+              # reinforcement jobs: the sampled answers' length and temperature
+              "opentune.max_completion_tokens": "256", "opentune.temperature": "0.7"}
 
 Checked when the job is created, against what the serving engine can load: a rank in vLLM's set
 and at most the engine's `--max-lora-rank`, projection modules vLLM's LoRA layers support. Anything
@@ -29,6 +31,8 @@ SERVABLE_TARGET_MODULES = frozenset(
 class TrainingOptions:
     lora: LoraSettings
     max_seq_length: int
+    max_completion_tokens: int | None = None  # reinforcement: tokens per sampled answer
+    temperature: float | None = None  # reinforcement: sampling temperature
 
 
 def _number(kind: Callable[[str], Any], key: str, value: str) -> Any:
@@ -43,7 +47,15 @@ def _number(kind: Callable[[str], Any], key: str, value: str) -> Any:
 
 def parse_training_options(metadata: dict[str, str] | None, max_lora_rank: int) -> TrainingOptions:
     options = {k.removeprefix(PREFIX): (k, v) for k, v in (metadata or {}).items() if k.startswith(PREFIX)}
-    known = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "max_seq_length"}
+    known = {
+        "lora_rank",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "max_seq_length",
+        "max_completion_tokens",
+        "temperature",
+    }
     for name, (key, _) in options.items():
         if name not in known:
             raise InvalidRequest(
@@ -91,4 +103,22 @@ def parse_training_options(metadata: dict[str, str] | None, max_lora_rank: int) 
         max_seq_length = _number(int, key, value)
         if not 64 <= max_seq_length <= 131_072:
             raise InvalidRequest("max_seq_length must be between 64 and 131072.", param=f"metadata.{key}")
-    return TrainingOptions(lora=lora, max_seq_length=max_seq_length)
+    sampling = _sampling_options(options)
+    return TrainingOptions(lora=lora, max_seq_length=max_seq_length, **sampling)
+
+
+def _sampling_options(options: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if "max_completion_tokens" in options:
+        key, value = options["max_completion_tokens"]
+        found["max_completion_tokens"] = _number(int, key, value)
+        if not 1 <= found["max_completion_tokens"] <= 32_768:
+            raise InvalidRequest(
+                "max_completion_tokens must be between 1 and 32768.", param=f"metadata.{key}"
+            )
+    if "temperature" in options:
+        key, value = options["temperature"]
+        found["temperature"] = _number(float, key, value)
+        if not 0 < found["temperature"] <= 2:
+            raise InvalidRequest("temperature must be greater than 0 and at most 2.", param=f"metadata.{key}")
+    return found

@@ -111,6 +111,7 @@ class FileValidator:
             method=job.method_type,
             tokenizer_dir=self.fleet.get(job.base_model).model_path,
             max_seq_length=options.max_seq_length,
+            grader=(job.method_options or {}).get("grader"),
         )
 
     def _record(self, job_id: str, result: InspectionResult) -> None:

@@ -11,6 +11,7 @@ from service.errors import InvalidRequest
 from service.jobs.hyperparameters import resolve_hyperparameters
 from service.jobs.job_wire import to_wire
 from service.jobs.reinforcement import check_method, settings_for
+from service.jobs.training_options import parse_training_options
 from service.protocol.fine_tuning import CreateFineTuningJobRequest, ReinforcementMethod
 from service.store import JobRow
 from trainer.graders import GradingContext
@@ -65,8 +66,10 @@ def test_hyperparameters_resolve_with_reinforcements_own() -> None:
     assert resolved.eval_interval == max(1, 40 // resolved.batch_size * resolved.n_epochs // 10)
     wire = resolved.to_wire()
     assert wire["compute_multiplier"] == 2 and wire["reasoning_effort"] == "default"
-    settings = settings_for({"grader": STRING_CHECK}, resolved)
+    options = parse_training_options({"opentune.temperature": "0.5"}, max_lora_rank=64)
+    settings = settings_for({"grader": STRING_CHECK}, resolved, options)
     assert (settings.num_generations, settings.eval_samples, settings.grader) == (8, 3, STRING_CHECK)
+    assert (settings.temperature, settings.max_completion_tokens) == (0.5, 64)
     supervised = resolve_hyperparameters({}, n_examples=40)
     assert "compute_multiplier" not in supervised.to_wire()
 

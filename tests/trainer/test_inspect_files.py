@@ -68,3 +68,31 @@ def test_the_memory_limit_ends_in_a_clear_error(tmp_path: Path) -> None:
     # Within a larger limit the same line is read and checked (it has no assistant message).
     roomy, _ = _inspect("--training-file", str(training), "--memory-limit-bytes", str(2048 * MIB))
     assert roomy.problem is not None and "Example 1: no assistant message" in roomy.problem.message
+
+
+def _prompt(user: str, **fields: object) -> str:
+    return json.dumps({"messages": [{"role": "user", "content": user}], **fields})
+
+
+def test_a_reinforcement_grader_is_checked_on_the_first_rows(tiny_model: Path, tmp_path: Path) -> None:
+    training = tmp_path / "train.jsonl"
+    training.write_text("\n".join(_prompt(f"q{i}", answer=str(i)) for i in range(12)) + "\n")
+    grader = {
+        "type": "string_check",
+        "name": "exact",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.answer}}",
+        "operation": "eq",
+    }
+    common = ["--training-file", str(training), "--method", "reinforcement", "--tokenizer", str(tiny_model)]
+    result, _ = _inspect(*common, "--grader-json", json.dumps(grader))
+    assert result.problem is None and result.stats is not None and result.stats.n_training_examples == 12
+
+    missing = {**grader, "reference": "{{item.solution}}"}
+    result, _ = _inspect(*common, "--grader-json", json.dumps(missing))
+    assert result.problem is not None and result.problem.param == "training_file"
+    assert "line 1" in result.problem.message and "item.solution" in result.problem.message
+
+    python = {"type": "python", "name": "p", "source": "def grade(s, i):\n    return {{'x': 1}}['x']"}
+    result, _ = _inspect(*common, "--grader-json", json.dumps(python))  # code is not run, nor parsed
+    assert result.problem is None

@@ -1,0 +1,100 @@
+"""Reinforcement fine-tuning through OpenAI's SDK: a job with a python grader on the tiny model
+raises its mean reward (the calibrated job of tests/rft_job.py), reports train and validation
+rewards in its metrics events, echoes its method, and serves its model; a grader that names a field
+the rows lack fails the job in validating_files; graders training cannot use are 400s."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.e2e.conftest import BASE_MODEL
+from tests.e2e.jobs import wait_for_job
+from tests.rft_job import DIGITS_GRADER, first_and_last, rows
+
+pytestmark = pytest.mark.e2e
+
+MIN_MARGIN = 0.3  # calibrated: about 0.05 -> 0.9 (bench/rft_reward.py)
+SAMPLING = {"opentune.max_completion_tokens": "8", "opentune.temperature": "0.5"}
+
+
+def _upload(client: OpenAI, data: list[dict[str, Any]], name: str) -> str:
+    body = "".join(json.dumps(row) + "\n" for row in data).encode()
+    return client.files.create(file=(name, io.BytesIO(body)), purpose="fine-tune").id
+
+
+def _method(grader: dict[str, Any], **hyperparameters: Any) -> Any:
+    return {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}
+
+
+def test_a_reinforcement_job_raises_its_reward(client: OpenAI) -> None:
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL,
+        training_file=_upload(client, rows(32, seed=3), "rft-train.jsonl"),
+        validation_file=_upload(client, rows(4, seed=4), "rft-valid.jsonl"),
+        method=_method(
+            DIGITS_GRADER,
+            n_epochs=3,
+            batch_size=4,
+            learning_rate_multiplier=100,
+            eval_interval=8,
+            eval_samples=2,
+        ),
+        metadata=SAMPLING,
+        seed=1,
+    )
+    done = wait_for_job(client, job.id, timeout_s=900)
+    assert done.status == "succeeded", done.error
+    assert done.method.type == "reinforcement" and done.method.reinforcement is not None
+    assert done.method.reinforcement.grader.model_dump(exclude_none=True)["source"] == DIGITS_GRADER["source"]
+    metrics = [
+        e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data if e.type == "metrics"
+    ]
+    metrics.reverse()  # oldest first
+    rewards = [m["train_reward_mean"] for m in metrics]
+    first, last = first_and_last(rewards)
+    assert last - first >= MIN_MARGIN, rewards
+    assert any("valid_reward_mean" in m for m in metrics)
+    reply = client.chat.completions.create(
+        model=done.fine_tuned_model or "", messages=[{"role": "user", "content": "Count them."}], max_tokens=8
+    )
+    assert reply.choices[0].message.content is not None
+
+
+def test_a_grader_the_rows_cannot_feed_fails_the_job_in_validation(client: OpenAI) -> None:
+    grader = {
+        "type": "string_check",
+        "name": "exact",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.solution}}",
+        "operation": "eq",
+    }
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL,
+        training_file=_upload(client, rows(12, seed=5), "rft-bad.jsonl"),
+        method=_method(grader),
+    )
+    failed = wait_for_job(client, job.id, timeout_s=300)
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.param == "training_file" and "item.solution" in failed.error.message
+
+
+def test_graders_training_cannot_use_are_refused(client: OpenAI) -> None:
+    training_file = _upload(client, rows(12, seed=6), "rft-refused.jsonl")
+    judge = {
+        "type": "score_model",
+        "name": "judge",
+        "model": BASE_MODEL,
+        "input": [{"role": "user", "content": "x"}],
+    }
+    for grader in (judge, {**DIGITS_GRADER, "source": "def grade(sample, item):\n    return ("}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.fine_tuning.jobs.create(
+                model=BASE_MODEL, training_file=training_file, method=_method(grader)
+            )
+        assert str(refused.value.param).startswith("method.reinforcement.grader"), refused.value
