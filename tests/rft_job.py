@@ -2,10 +2,11 @@
 
 The python grader rewards the share of the answer's characters that are digits (the row's
 `alphabet` field, so the grader's `item` is exercised). A random-init model samples nearly uniformly
-from its 1024 tokens, about 4% of the characters are digits. The adapter cannot change the final
-norm or the output head, which bounds how far it can raise a token's logit at temperature 1; at
-temperature 0.5 that bound doubles and GRPO drives the share to nearly all digits. The settings
-and the measured curves are in bench/rft_reward.py; tests/trainer/test_rft.py runs this job.
+from its 1024 tokens: about 3% of the characters are digits. The adapter cannot change the final
+norm or the output head, which bounds how far it can raise a token's logit (at temperature 1 the
+share barely doubled in 32 steps); at temperature 0.5 that bound doubles, and with 8 samples per
+prompt GRPO takes the share above 0.7 within 40 steps on every seed tried. tests/trainer/test_rft.py
+runs this job and states the measured curves; `python -m bench.rft_reward` reproduces them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Reinforcement fine-tuning through the real trainer process: GRPO raises the grader's reward.
 
-The job is tests/rft_job.py's, calibrated with bench/rft_reward.py: over seeds 1-3 the mean reward
-of the first 5 steps is about 0.05 and of the last 5 above 0.9 (see the bench for the curves).
+The job is tests/rft_job.py's, calibrated with bench/rft_reward.py. Mean reward of the first and
+last 5 of its 40 steps, seeds 1-5: 0.16 -> 0.99, 0.04 -> 0.99, 0.03 -> 0.92, 0.03 -> 0.97,
+0.03 -> 0.73 (margins 0.70 to 0.96); the same seed gives the same curve on the same machine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from tests.rft_job import first_and_last, run_trainer, train_rewards, write_job
 from trainer.spec import ReinforcementSettings
 
-# Far below the calibrated margin (about 0.9 on every seed tried), far above step-to-step noise.
+# Well below the smallest calibrated margin (0.70), far above the first steps' noise (about 0.02).
 MIN_MARGIN = 0.3
 
 
