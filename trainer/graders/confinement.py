@@ -65,6 +65,8 @@ def bwrap_command(limits: SandboxLimits, seccomp_fd: int) -> list[str]:
     command += ["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8"]
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         command += ["--setenv", variable, "1"]  # thread pools sized to the memory limit
+    # /tmp first: a read-only bind below it (a virtual environment in /tmp) must land on top of it.
+    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     bound = _read_only_paths(python, limits.extra_binds)
     for path in ("/lib", "/lib64", "/bin", "/sbin"):
         if os.path.islink(path):  # merged /usr: the same links inside
@@ -79,8 +81,7 @@ def bwrap_command(limits: SandboxLimits, seccomp_fd: int) -> list[str]:
         path = os.path.realpath(hidden)
         if any(_within(path, b) for b in bound) and os.path.isdir(path):
             command += ["--tmpfs", path]
-    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes)]
-    command += ["--tmpfs", "/tmp", "--chdir", "/tmp", "--seccomp", str(seccomp_fd)]
+    command += ["--chdir", "/tmp", "--seccomp", str(seccomp_fd)]
     return [*command, "--", python, "-I", "-S", "-B", "-c", RUNNER]
 
 
