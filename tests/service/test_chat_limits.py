@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -34,8 +31,8 @@ from service.jobs.checkpoints import CheckpointStore
 from service.jobs.model_records import JobModelRecords
 from service.jobs.store import JobStore
 from service.store import Database
-from tests.e2e.server import free_port
 from tests.service.fake_engine import one_replica
+from tests.service.threaded_server import serve_in_thread
 
 MODEL = "tiny"
 CAPS = ChatCaps(max_concurrent=2, max_n=4, max_tokens=100)
@@ -71,24 +68,6 @@ class FakeEngine:
         yield b"data: [DONE]\n\n"
 
 
-@contextmanager
-def _serve(app: FastAPI) -> Iterator[str]:
-    """`app` on a real uvicorn server in a thread, at the URL yielded."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @dataclass
 class Gateway:
     url: str
@@ -111,7 +90,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     engine = FakeEngine()
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.migrate()
-    with _serve(engine.app()) as engine_url:
+    with serve_in_thread(engine.app()) as engine_url:
         client = EngineClient(engine_url)
         fleet = EngineFleet([one_replica(MODEL, tmp_path, client, AdapterRegistry(client, 2))])
         jobs, checkpoints = JobStore(db), CheckpointStore(db)
@@ -139,7 +118,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         app.dependency_overrides[components] = lambda: parts
         # The organization is whatever the test says it is (authentication is tested elsewhere).
         app.dependency_overrides[principal] = _org_from_header
-        with _serve(app) as url:
+        with serve_in_thread(app) as url:
             yield Gateway(url, engine, limits)
 
 

@@ -5,8 +5,6 @@ same serving path as chat completions: the organization's limits and cache salt 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -33,8 +30,8 @@ from service.jobs.checkpoints import CheckpointStore
 from service.jobs.model_records import JobModelRecords
 from service.jobs.store import JobStore
 from service.store import Database
-from tests.e2e.server import free_port
 from tests.service.fake_engine import one_replica
+from tests.service.threaded_server import serve_in_thread
 from trainer.graders import Sandbox, SandboxLimits
 
 MODEL = "tiny"
@@ -82,23 +79,6 @@ class FakeEngine:
         return app
 
 
-@contextmanager
-def _serve(app: FastAPI) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @dataclass
 class Gateway:
     http: httpx.Client
@@ -115,7 +95,7 @@ def _gateway(tmp_path: Path, sandbox: Sandbox) -> Iterator[Gateway]:
     engine = FakeEngine()
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.migrate()
-    with _serve(engine.app()) as engine_url:
+    with serve_in_thread(engine.app()) as engine_url:
         client = EngineClient(engine_url)
         fleet = EngineFleet([one_replica(MODEL, tmp_path, client, AdapterRegistry(client, 2))])
         jobs, checkpoints = JobStore(db), CheckpointStore(db)
@@ -136,7 +116,7 @@ def _gateway(tmp_path: Path, sandbox: Sandbox) -> Iterator[Gateway]:
         app.include_router(api.graders.router, prefix="/v1")
         app.dependency_overrides[components] = lambda: parts
         app.dependency_overrides[principal] = _org_from_header
-        with _serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
             yield Gateway(http, engine, limits)
 
 
