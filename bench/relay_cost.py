@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
+from bench.baseline_gateway import BASELINE_COMMIT, BASELINE_LABEL, available, baseline_gateway
 from bench.litellm_peer import installed, litellm_proxy
 from bench.load import KEY, load
 from tests.e2e.engine_key import engine_api_key
@@ -55,8 +57,16 @@ class Relay:
         )
 
 
-def relay_cost(server: Server, requests: int, max_tokens: int, peer: bool, rounds: int = 5) -> None:
-    """opentune (and LiteLLM's proxy, `peer`) vs the same vLLM called directly, in `rounds`
+def relay_cost(
+    server: Server,
+    requests: int,
+    max_tokens: int,
+    peer: bool,
+    rounds: int = 5,
+    baseline_model: Path | None = None,
+) -> None:
+    """opentune (and LiteLLM's proxy, `peer`; and, given `baseline_model`, the gateway as it was
+    before issue 13's relay work, bench/baseline_gateway.py) vs the same vLLM called directly, in `rounds`
     back-to-back runs; each figure is the median over the rounds (this machine's speed drifts by 2x
     between minutes, so a best-of or a mean compares different machines). Also each relay's CPU
     seconds per 1,000 relayed tokens: on a shared CPU, what the relay takes from the engine, and
@@ -64,6 +74,13 @@ def relay_cost(server: Server, requests: int, max_tokens: int, peer: bool, round
     engine_key = engine_api_key(server.engine_url)
     with contextlib.ExitStack() as stack:
         relays = [Relay("opentune", server.url, KEY, psutil.Process(server.process.pid))]
+        if baseline_model is not None:
+            if available():
+                gateway = baseline_gateway(baseline_model, server.engine_url, engine_key, KEY)
+                before = stack.enter_context(gateway)
+                relays.append(Relay(BASELINE_LABEL, before.url, KEY, psutil.Process(before.process.pid)))
+            else:
+                print(f"(no baseline: commit {BASELINE_COMMIT} is not in this checkout)")
         if peer:
             _, version = installed()
             proxy = stack.enter_context(litellm_proxy(server.engine_url, engine_key, "tiny", KEY))

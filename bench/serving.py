@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--only-relay", action="store_true", help="only the gateway-vs-direct part")
     parser.add_argument("--no-peer", action="store_true", help="without LiteLLM's proxy")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="without the gateway as it was before (2097c1e^)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "model")
@@ -74,7 +77,8 @@ def main() -> None:
             run = asyncio.run
             engine_key = engine_api_key(server.engine_url)  # the managed engine's own key
 
-            relay_cost(server, args.requests, args.max_tokens, peer=not args.no_peer)
+            baseline = None if args.no_baseline else model
+            relay_cost(server, args.requests, args.max_tokens, not args.no_peer, baseline_model=baseline)
             if args.only_relay:
                 return
             base = run(load(server.url, ["tiny"], args.requests, 1, args.max_tokens, KEY))

@@ -72,6 +72,10 @@ class ModelCatalog:
         ]
         return ModelList(data=[m.to_wire() for m in models])
 
+    def served_base(self, name: str) -> ServedModel | None:
+        """The base model `name` (every organization may use it), or None."""
+        return self.bases.get(name)
+
     def owns(self, org_id: str, name: str) -> bool:
         """Whether `name` is one of the organization's own fine-tuned models or checkpoints."""
         return bool(self.records.fine_tuned(org_id, name) or self.records.checkpoints(org_id, name))

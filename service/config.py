@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # would not fit in the free memory waits in `queued` (see service/jobs/capacity.py).
     trainer_memory_gib: float | None = None
     scheduler_poll_s: float = 1.0
+    # With no job queued, checking or running here, the scheduler looks every this many seconds
+    # (jobs created or resumed through this gateway wake it at once; other gateways' are seen then).
+    scheduler_idle_poll_s: float = Field(default=5.0, gt=0)
     # A trainer that dies without reporting (killed, crashed, its node lost) is started again from
     # its latest checkpoint this many times before the job fails (as a Kubernetes Job's backoffLimit).
     trainer_max_retries: int = Field(default=2, ge=0)

@@ -39,6 +39,10 @@ class ModelResolver(Protocol):
 
     def resolve(self, org_id: str, name: str) -> ServableModel: ...
 
+    def served_base(self, name: str) -> ServableModel | None:
+        """The base model `name`, found without the database; None for any other name."""
+        ...
+
 
 class ServingLease:
     """What one request holds until the engine is done with it: its organization's concurrency
@@ -101,8 +105,10 @@ async def complete(
     limits.check_request(body)
     # The organization's own prefix cache (a caller's salt is replaced: see limits.py).
     body["cache_salt"] = limits.cache_salt(org_id)
-    # The catalog reads the database: in a thread, so a slow query does not stall every stream.
-    model = await asyncio.to_thread(catalog.resolve, org_id, body["model"])
+    model = catalog.served_base(body["model"])
+    if model is None:
+        # Other models are in the database: in a thread, so a slow query does not stall every stream.
+        model = await asyncio.to_thread(catalog.resolve, org_id, body["model"])
     base = fleet.get(model.base)
     named = NamedToolCall.rewrite(body) if path == "/v1/chat/completions" else None
     adapter = model.name if model.adapter_path else None

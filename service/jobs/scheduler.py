@@ -70,6 +70,7 @@ class JobScheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
+        self._queued_seen = False  # whether the last pass found queued jobs (_pause_s)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -156,8 +157,17 @@ class JobScheduler:
             self._wake.clear()
             await self.run_pass()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.scheduler_poll_s):
+                async with asyncio.timeout(self._pause_s()):
                     await self._wake.wait()
+
+    def _pause_s(self) -> float:
+        """Until the next pass: `scheduler_poll_s` while there is work to follow; longer when there
+        is none (an idle gateway should cost nothing), since whatever starts work here (a new
+        job, a resumed one, a finished check) wakes the loop at once. Never past a lease renewal."""
+        if self._runs or self._queued_seen or self.validator.has_pending:
+            return self.settings.scheduler_poll_s
+        until_leases = self._next_lease_check - time.monotonic()
+        return max(self.settings.scheduler_poll_s, min(self.settings.scheduler_idle_poll_s, until_leases))
 
     async def run_pass(self) -> None:
         """One pass; a step that fails is logged and the next one runs."""
@@ -176,6 +186,7 @@ class JobScheduler:
     async def _start_queued(self) -> None:
         # Round-robin across organizations (fairness.py), first in, first out within one.
         queued = await asyncio.to_thread(self.jobs.waiting_jobs, JobStatus.QUEUED)
+        self._queued_seen = bool(queued)
         running = await asyncio.to_thread(self.jobs.running_by_org)
         for job_id in fair_order(queued, running, self._last_start_by_org):
             if len(self._runs) >= self.settings.max_concurrent_jobs:

@@ -48,11 +48,13 @@ class FileValidator:
         # gateways sharing a database check each job's files once (JobLeases.claim_file_check).
         self.claim = claim
         self._checks: dict[str, asyncio.Task[None]] = {}
+        self.has_pending = False  # whether the last look found jobs waiting for a check
 
     async def start_pending(self) -> None:
         """Start checking jobs in `validating_files`, up to the concurrency limit, in turn across
         organizations (one organization's many slow files must not hold up another's)."""
         pending = self.jobs.waiting_jobs(JobStatus.VALIDATING_FILES)
+        self.has_pending = bool(pending)
         org_of = {job.job_id: job.organization_id for job in pending}
         checking = Counter(org_of.get(job_id) for job_id in self._checks)
         for job_id in fair_order(pending, {org: n for org, n in checking.items() if org}):

@@ -58,9 +58,12 @@ def running_server(
     env_overrides: dict[str, str] | None = None,
     log_name: str = "server.log",
     port: int | None = None,
+    launcher: Sequence[str] = (sys.executable, "-m", "service"),
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
     """A server on a free port, ready (its engine answers) when this yields; stopped afterwards.
-    Several servers may share a data folder (cluster tests), each with its own `log_name`."""
+    Several servers may share a data folder (cluster tests), each with its own `log_name`.
+    `launcher` and `cwd`: how to start it (bench/baseline_gateway.py starts an older version)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / log_name
     port = port or free_port()
@@ -89,12 +92,12 @@ def running_server(
         "PYTHONUNBUFFERED": "1",
         **(env_overrides or {}),
     }
-    command = [sys.executable, "-m", "service", "serve", "--model", str(model_dir)]
+    command = [*launcher, "serve", "--model", str(model_dir)]
     command += ["--served-model-name", served_name, "--port", str(port), "--data-dir", str(data_dir)]
     command += list(extra_args)
     started = time.monotonic()
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     server = Server(f"http://127.0.0.1:{port}", data_dir, log_path, process, 0.0)
     try:
         while True:

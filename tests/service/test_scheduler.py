@@ -40,6 +40,7 @@ class World:
         gateway_id: str = "gw-a",
         job_lease_s: float = 30.0,
         trainer_memory_gib: float = 0.0,
+        idle_poll_s: float = 0.05,
     ) -> None:
         self.tmp_path = tmp_path
         self.db = Database(database_url)
@@ -58,6 +59,7 @@ class World:
             trainer_max_retries=max_retries,
             trainer_stop_grace_s=5.0,
             scheduler_poll_s=0.05,
+            scheduler_idle_poll_s=idle_poll_s,
             gateway_id=gateway_id,
             job_lease_s=job_lease_s,
         )
@@ -248,6 +250,25 @@ async def test_jobs_wait_for_a_free_trainer_slot(world: World) -> None:
     run.report(world.result(run.job_id))
     run.exit(0)
     await world.run_of(waiting)
+
+
+async def test_an_idle_scheduler_sleeps_until_something_wakes_it(tmp_path: Path, database_url: str) -> None:
+    world = World(tmp_path, database_url, idle_poll_s=60.0)
+    await world.scheduler.start()
+    try:
+        await asyncio.sleep(0.2)  # the first pass found nothing to do
+        job_id = world.job()  # written behind the scheduler's back: nobody wakes it
+        await asyncio.sleep(0.5)
+        assert world.executor.runs_of(job_id) == []
+        world.scheduler.notify()  # what creating or resuming a job through the API does
+        run = await world.run_of(job_id)
+        # With a trainer to follow, it looks every scheduler_poll_s again.
+        assert world.scheduler._pause_s() == 0.05
+        run.report(world.result(job_id))
+        run.exit(0)
+        await until(lambda: world.row(job_id).status == "succeeded")
+    finally:
+        await world.scheduler.stop()
 
 
 async def test_shutting_down_leaves_running_jobs_for_the_next_gateway(

@@ -246,6 +246,9 @@ class Catalog:
     def resolve(self, org_id: str, name: str) -> Model:
         return Model(name) if name == "base" else Model(name, adapter_path=f"/adapters/{name}")
 
+    def served_base(self, name: str) -> Model | None:
+        return Model(name) if name == "base" else None
+
 
 @dataclass
 class Gateway:
