@@ -63,8 +63,9 @@ sandbox:
 e2e: install-dev browser sandbox
 	$(BIN)/pytest -m e2e
 
+# The 25 slowest tests are listed at the end: where the suite's time goes.
 test: lint typecheck browser sandbox
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 
 openapi: install-dev
 	$(BIN)/opentune openapi > openapi.yaml
