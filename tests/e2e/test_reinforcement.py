@@ -1,10 +1,12 @@
 """Reinforcement fine-tuning through OpenAI's SDK: a job with a python grader on the tiny model
-raises its mean reward (the calibrated job of tests/rft_job.py), reports train and validation
-rewards in its metrics events, echoes its method, and serves its model; a grader that names a field
-the rows lack fails the job in validating_files; graders training cannot use are 400s."""
+raises its mean reward (the calibrated job of tests/rft_job.py: the one run of it in the suite),
+reports train and validation rewards in its metrics events and its result file, echoes its
+method, and serves its model; a grader that names a field the rows lack fails the job in
+validating_files; graders training cannot use are 400s."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from typing import Any
@@ -58,10 +60,20 @@ def test_a_reinforcement_job_raises_its_reward(client: OpenAI) -> None:
         e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data if e.type == "metrics"
     ]
     metrics.reverse()  # oldest first
+    assert [m["step"] for m in metrics] == list(range(1, 41))  # 32 prompts / 4 per step x 5 epochs
     rewards = [m["train_reward_mean"] for m in metrics]
+    assert all(0.0 <= r <= 1.0 for r in rewards)
     first, last = first_and_last(rewards)
     assert last - first >= MIN_MARGIN, rewards
-    assert any("valid_reward_mean" in m for m in metrics)
+    # Validation every 8 steps (eval_interval), which is also the last step.
+    valid = {m["step"]: m["valid_reward_mean"] for m in metrics if "valid_reward_mean" in m}
+    assert sorted(valid) == [8, 16, 24, 32, 40]
+    assert valid[40] > first + MIN_MARGIN, valid
+    table = list(csv.DictReader(io.StringIO(client.files.content(done.result_files[0]).text)))
+    assert [float(row["train_reward_mean"]) for row in table] == rewards
+    # 40 steps of 4 prompts x 8 samples, and 5 evaluations of 4 prompts x 2 samples.
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data]
+    assert "The grader scored 1320 samples" in messages
     reply = client.chat.completions.create(
         model=done.fine_tuned_model or "", messages=[{"role": "user", "content": "Count them."}], max_tokens=8
     )
