@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tests.e2e.server import Server, running_server
 
+REPOSITORY = Path(__file__).resolve().parent.parent
 BASELINE_COMMIT = "2097c1e^"
 BASELINE_LABEL = "opentune before (2097c1e^: httpx relay, asyncio loop, h11)"
 
@@ -38,7 +39,7 @@ def available() -> bool:
     """Whether this checkout has the baseline commit (a shallow clone may not)."""
     found = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{BASELINE_COMMIT}^{{commit}}"],
-        cwd=Path(__file__).parent,
+        cwd=REPOSITORY,
         capture_output=True,
     )
     return found.returncode == 0
@@ -52,7 +53,7 @@ def baseline_gateway(model_dir: Path, engine_url: str, engine_key: str, key: str
         tree.mkdir()
         archive = subprocess.run(
             ["git", "archive", BASELINE_COMMIT, "service", "trainer"],
-            cwd=Path(__file__).parent,
+            cwd=REPOSITORY,
             capture_output=True,
             check=True,
         )
