@@ -16,7 +16,8 @@ PROMPT = [{"role": "user", "content": "Write a long story about a train."}]
 async def _one(
     http: httpx.AsyncClient, url: str, model: str, max_tokens: int, headers: dict[str, str]
 ) -> tuple[float, float, int]:
-    """(seconds to first token, seconds in all, output tokens) of one streamed request."""
+    """(seconds to first token, seconds in all, output tokens) of one streamed request; -1 tokens:
+    the server refused it."""
     body = {
         "model": model,
         "messages": PROMPT,
@@ -29,7 +30,8 @@ async def _one(
     first = None
     tokens = 0
     async with http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response:
-        response.raise_for_status()
+        if response.status_code != 200:  # counted as an error by `load`
+            return 0.0, time.perf_counter() - started, -1
         async for line in response.aiter_lines():
             if line.startswith("data: ") and first is None and '"content"' in line:
                 first = time.perf_counter() - started
@@ -53,8 +55,11 @@ async def load(
         started = time.perf_counter()
         results = await asyncio.gather(*(bounded(i) for i in range(requests)))
         elapsed = time.perf_counter() - started
+    errors = sum(1 for r in results if r[2] < 0)
+    results = [r for r in results if r[2] >= 0] or [(0.0, elapsed, 0)]
     latencies = sorted(r[1] for r in results)
     return {
+        "errors": errors,
         "tokens": sum(r[2] for r in results),
         "tokens_per_s": sum(r[2] for r in results) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),

@@ -34,6 +34,7 @@ class Relay:
     p99s: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
     tokens: float = 0.0
+    errors: int = 0  # requests it answered with an error status
 
     def cpu_time(self) -> float:
         processes = [self.process] + (self.process.children(recursive=True) if self.with_children else [])
@@ -44,6 +45,7 @@ class Relay:
         result = asyncio.run(load(self.url, ["tiny"], requests, concurrency, max_tokens, self.key))
         self.cpu_s += self.cpu_time() - before
         self.tokens += result["tokens"]
+        self.errors += int(result["errors"])
         self.ratios.append(result["tokens_per_s"] / direct["tokens_per_s"])
         self.p50s.append(result["p50_ms"] - direct["p50_ms"])
         self.p99s.append(result["p99_ms"] - direct["p99_ms"])
@@ -54,6 +56,7 @@ class Relay:
             f"(pairs {min(self.ratios):.2f}-{max(self.ratios):.2f}x), added latency "
             f"p50 {statistics.median(self.p50s):+.1f} ms, p99 {statistics.median(self.p99s):+.1f} ms, "
             f"CPU {1000 * self.cpu_s / self.tokens:.3f} s per 1,000 tokens"
+            + (f", {self.errors} requests failed" if self.errors else "")
         )
 
 
@@ -86,8 +89,12 @@ def relay_cost(
             proxy = stack.enter_context(litellm_proxy(server.engine_url, engine_key, "tiny", KEY))
             litellm = psutil.Process(proxy.process.pid)
             relays.append(Relay(f"LiteLLM {version}", proxy.url, KEY, litellm, with_children=True))
-        for relay in relays:  # warm-up
-            asyncio.run(load(relay.url, ["tiny"], 16, 16, max_tokens, relay.key))
+        # Warm-up: vLLM on CPU prepares its kernels for each new batch shape on first sight, which
+        # made the first measured rounds of a run (whichever side met a shape first) swing by 1-2 s.
+        for concurrency in (1, 4, 8, 12, 16, 24, 32):
+            asyncio.run(load(server.engine_url, ["tiny"], concurrency, concurrency, max_tokens, engine_key))
+        for relay in relays:
+            asyncio.run(load(relay.url, ["tiny"], 32, 16, max_tokens, relay.key))
         print(f"relay cost (base model, streamed, ignore_eos; vs direct, median of {rounds} rounds):")
         for concurrency in (1, 16):
             measured = [dataclasses.replace(r, ratios=[], p50s=[], p99s=[]) for r in relays]
@@ -119,12 +126,14 @@ def side_by_side(
         return direct, relayed
 
     for relay in relays:
-        ratios, p50s = [], []
+        ratios, p50s, errors = [], [], 0
         for _ in range(rounds):
             direct, relayed = asyncio.run(both(relay))
             ratios.append(relayed["tokens_per_s"] / direct["tokens_per_s"])
             p50s.append(relayed["p50_ms"] - direct["p50_ms"])
+            errors += int(relayed["errors"])
         print(
             f"  {relay.name}: {statistics.median(ratios):.3f}x tok/s per half "
             f"(rounds {min(ratios):.2f}-{max(ratios):.2f}x), added p50 {statistics.median(p50s):+.1f} ms"
+            + (f", {errors} requests failed" if errors else "")
         )

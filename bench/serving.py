@@ -61,9 +61,6 @@ def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="without the gateway as it was before (2097c1e^)"
     )
-    parser.add_argument(
-        "--engine-niceness", type=int, default=None, help="OPENTUNE_ENGINE_NICENESS (default: the setting's)"
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "model")
@@ -74,8 +71,6 @@ def main() -> None:
             "OPENTUNE_ENGINE_MAX_ADAPTERS": "16",
             "OPENTUNE_CHAT_MAX_CONCURRENT_PER_ORG": "64",  # the tests' own cap is 9
         }
-        if args.engine_niceness is not None:
-            overrides["OPENTUNE_ENGINE_NICENESS"] = str(args.engine_niceness)
         with running_server(model, "tiny", data, KEY, env_overrides=overrides) as server:
             client = OpenAI(base_url=f"{server.url}/v1", api_key=KEY)
             names = [] if args.only_relay else adapters(client, 3)

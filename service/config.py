@@ -95,10 +95,6 @@ class Settings(BaseSettings):
     # that parse; "auto" only for tools marked strict (vLLM's default); "function": markup and name.
     engine_tool_strict_level: Literal["auto", "function", "parameter"] = "parameter"
     engine_health_interval_s: float = 2.0
-    # A managed engine runs this many steps below the gateway's CPU priority (nice): where they
-    # share busy cores (vLLM on CPU), the relay of every stream waits less for a time slice; where
-    # the cores are not all busy (a GPU host) it changes nothing. 0: the same priority.
-    engine_niceness: int = Field(default=5, ge=0, le=19)
     engine_max_model_len: int | None = None
     engine_gpu_memory_utilization: float | None = None
     engine_cpu_kvcache_gib: int = 2

@@ -23,10 +23,8 @@ from typing import Any
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with(parent_pid: int, niceness: int) -> Callable[[], None]:
+def _die_with(parent_pid: int) -> Callable[[], None]:
     def preexec() -> None:  # runs in the child between fork and exec: system calls only
-        if niceness > 0:
-            os.nice(niceness)
         if sys.platform.startswith("linux"):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:
@@ -35,14 +33,12 @@ def _die_with(parent_pid: int, niceness: int) -> Callable[[], None]:
     return preexec
 
 
-def child_process_options(niceness: int = 0, **extra_env: str) -> dict[str, Any]:
+def child_process_options(**extra_env: str) -> dict[str, Any]:
     """Keyword arguments for `asyncio.create_subprocess_exec` / `subprocess.Popen`: the gateway's
     environment less its own settings (`OPENTUNE_*`: the API key, database URL and other secrets
-    are no business of an engine or a trainer), plus `extra_env`; run `niceness` steps below the
-    gateway's CPU priority (see Settings.engine_niceness)."""
+    are no business of an engine or a trainer), plus `extra_env`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENTUNE_")}
-    preexec = _die_with(os.getpid(), niceness)
-    return {"start_new_session": True, "preexec_fn": preexec, "env": env | extra_env}
+    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()), "env": env | extra_env}
 
 
 def signal_group(process: asyncio.subprocess.Process, signum: int) -> None:

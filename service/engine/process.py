@@ -157,9 +157,7 @@ class ManagedEngine:
                 *command,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                **child_process_options(
-                    self.settings.engine_niceness, **engine_environment(self.settings, api_key, self.share)
-                ),
+                **child_process_options(**engine_environment(self.settings, api_key, self.share)),
             )
         deadline = time.monotonic() + self.settings.engine_startup_timeout_s
         while time.monotonic() < deadline:

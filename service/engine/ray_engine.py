@@ -67,7 +67,7 @@ class EngineHost:
                 vllm_command(sys.executable, ip, port) + arguments,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                **child_process_options(0, **env, VLLM_API_KEY=self.api_key),
+                **child_process_options(**env, VLLM_API_KEY=self.api_key),
             )
         threading.Thread(target=self._exit_with_engine, daemon=True).start()
 
