@@ -27,6 +27,15 @@ async def _one(
         "ignore_eos": True,  # vLLM extension: every request decodes exactly max_tokens
     }
     started = time.perf_counter()
+    try:
+        return await _stream(http, url, body, headers, started)
+    except httpx.HTTPError:  # the relay dropped the connection: counted as an error by `load`
+        return 0.0, time.perf_counter() - started, -1
+
+
+async def _stream(
+    http: httpx.AsyncClient, url: str, body: dict[str, object], headers: dict[str, str], started: float
+) -> tuple[float, float, int]:
     first = None
     tokens = 0
     async with http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response:
