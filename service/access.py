@@ -3,8 +3,8 @@
 Plain ASGI middlewares (`@app.middleware("http")` buffers and streams badly):
 - `AuthenticationMiddleware` checks the key from the Authorization header alone. A caller without a
   valid key gets 401 before a single body byte is read, so it cannot make the server spool a huge
-  upload to disk or parse huge JSON first. The principal it finds goes to the routes in
-  `scope["state"]` (service/deps.py reads it there).
+  upload to disk or parse huge JSON first; a job's grader token on a route it may not call gets
+  403. The principal it finds goes to the routes in `scope["state"]` (service/deps.py reads it).
 - `BodySizeLimitMiddleware` caps body bytes: at once from Content-Length, else counted while a
   chunked body streams in; over the cap, 413 and the route is stopped.
 Both answer in OpenAI's error shape and close the connection, since the client may still be sending.
@@ -19,11 +19,20 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import KeyRing
-from service.errors import AuthenticationFailed, OpenAIError, RequestTooLarge
+from service.errors import AuthenticationFailed, OpenAIError, PermissionDenied, RequestTooLarge
 
 PRINCIPAL = "principal"  # key of the authenticated Principal in scope["state"]
 UPLOAD_PATH = "/v1/files"
 UPLOAD_PART_PATH = re.compile(r"/v1/uploads/[^/]+/parts")  # a part of a multi-part upload
+IMPORT_PATH = "/v1/models/import"  # an adapter zip (service/weights/importer.py)
+
+
+def grader_token_refused() -> PermissionDenied:
+    """The answer to a job's grader token (service/grader_tokens.py) on a route it may not call."""
+    return PermissionDenied(
+        "A fine-tuning job's grader token may only be used for chat completions.",
+        code="insufficient_permissions",
+    )
 
 
 def is_api_path(path: str) -> bool:
@@ -52,27 +61,39 @@ class AuthenticationMiddleware:
         except AuthenticationFailed as exc:
             await reject(exc, scope, receive, send)
             return
+        if not principal.may_call(scope["method"], scope["path"]):
+            await reject(grader_token_refused(), scope, receive, send)
+            return
         scope.setdefault("state", {})[PRINCIPAL] = principal
         await self.app(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:
     """File uploads (POST /v1/files) may send `upload_max_bytes`, parts of an upload (POST
-    /v1/uploads/{id}/parts) `part_max_bytes` (default: `max_bytes`), every other request `max_bytes`."""
+    /v1/uploads/{id}/parts) `part_max_bytes` and adapter imports (POST /v1/models/import)
+    `import_max_bytes` (both default: `max_bytes`), every other request `max_bytes`."""
 
     def __init__(
-        self, app: ASGIApp, upload_max_bytes: int, max_bytes: int, part_max_bytes: int | None = None
+        self,
+        app: ASGIApp,
+        upload_max_bytes: int,
+        max_bytes: int,
+        part_max_bytes: int | None = None,
+        import_max_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.upload_max_bytes = upload_max_bytes
         self.max_bytes = max_bytes
         self.part_max_bytes = part_max_bytes or max_bytes
+        self.import_max_bytes = import_max_bytes or max_bytes
 
     def limit_for(self, scope: Scope) -> int:
         if scope["method"] != "POST":
             return self.max_bytes
         if scope["path"] == UPLOAD_PATH:
             return self.upload_max_bytes
+        if scope["path"] == IMPORT_PATH:
+            return self.import_max_bytes
         return self.part_max_bytes if UPLOAD_PART_PATH.fullmatch(scope["path"]) else self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -25,10 +25,17 @@ from service.engine.limits import ChatCaps, ChatLimits
 from service.engine.model_source import resolve_model_path
 from service.engine.models_file import configured_base_models
 from service.errors import install_error_handlers
+from service.exports.claims import ExportClaims
+from service.exports.launcher import LocalExportLauncher
+from service.exports.runner import ExportPolicy, ExportRunner
+from service.exports.service import ModelExports
+from service.exports.sources import ExportSources
+from service.exports.store import ExportStore
 from service.files import FileStore, StorageQuota
 from service.graders import GraderService, sandbox_limits
 from service.ids import random_token
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.evaluator import JobEvaluator
 from service.jobs.executor import TrainerExecutor
 from service.jobs.local_executor import LocalProcessExecutor
 from service.jobs.model_records import JobModelRecords
@@ -44,8 +51,13 @@ from service.uploads import UploadLimits, UploadStore
 from service.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 from service.webhooks.endpoints import WebhookEndpoints
 from service.webhooks.outbox import Outbox
+from service.weights.download import AdapterDownloads
+from service.weights.importer import AdapterImporter, ImportLimits
+from service.weights.imports import ImportedModels
+from service.weights.layout import base_reference
+from service.weights.records import CombinedRecords
 from trainer import storage
-from trainer.graders import GradingContext, Sandbox
+from trainer.graders import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +86,7 @@ def create_app(settings: Settings, model_paths: dict[str, Path] | None = None) -
         upload_max_bytes=settings.max_upload_body_bytes,
         max_bytes=settings.max_request_body_bytes,
         part_max_bytes=settings.upload_part_max_bytes + 2**20,  # plus the multipart framing
+        import_max_bytes=settings.import_max_bytes + 2**20,
     )
     app.add_middleware(AuthenticationMiddleware, key_ring=lambda: _components(app).keys)
     app.add_middleware(RequestIdMiddleware)
@@ -102,11 +115,19 @@ async def _start(
     checkpoints = CheckpointStore(db)
 
     # Fine-tuning: the model catalog, the job scheduler and the service the API calls.
-    catalog = ModelCatalog(JobModelRecords(jobs, checkpoints), fleet, started_at=int(time.time()))
+    # Imported adapters (service/weights/) are models too, and their bytes count against the quota.
+    imports = ImportedModels(db, storage.join(root, "imports"))
+    files.stored_elsewhere.append(imports.stored_bytes)
+    records = CombinedRecords([JobModelRecords(jobs, checkpoints), imports])
+    catalog = ModelCatalog(records, fleet, started_at=int(time.time()))
     executor = _trainer_executor(settings, storage.join(root, "jobs"), data_dir / "jobs")
-    scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor)
-    # Python graders' sandbox: the graders endpoints and reinforcement jobs' grader checks.
+    # Python graders' sandbox: the graders endpoints, reinforcement jobs' grader checks, evaluations.
     sandbox = Sandbox(sandbox_limits(settings))
+    chat_limits = ChatLimits(ChatCaps.from_settings(settings))  # chat, and model graders' calls
+    graders = GraderService(catalog, fleet, chat_limits, sandbox)
+    # Jobs with a validation file end with an evaluation report (service/jobs/evaluator.py).
+    evaluator = JobEvaluator(settings, jobs, files, fleet, chat_limits, graders.context)
+    scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor, evaluator)
     fine_tuning = FineTuningService(
         jobs,
         files,
@@ -114,15 +135,25 @@ async def _start(
         scheduler,
         settings.engine_max_lora_rank,
         limits=JobLimits.from_settings(settings),
-        grading=GradingContext(sandbox=sandbox),
+        grading=graders.context,
     )
-
-    chat_limits = ChatLimits(ChatCaps.from_settings(settings))  # chat, and model graders' calls
 
     # Webhooks: the outbox that job transitions write, and this gateway's sender of it.
     outbox = Outbox(db, settings.resolved_gateway_id, lease_s=settings.webhooks_timeout_s * 6)
     dispatcher = WebhookDispatcher(outbox, DeliveryPolicy.from_settings(settings))
 
+    # Merged exports of fine-tuned models (service/exports/): each in a process of its own, run by
+    # this gateway's export runner, which starts after the job scheduler.
+    export_sources = ExportSources(catalog, fleet)
+    export_claims = ExportClaims(db, settings.resolved_gateway_id, settings.job_lease_s)
+    export_launcher = LocalExportLauncher(data_dir / "exports", settings.export_max_shard_size)
+    export_policy = ExportPolicy.from_settings(settings)
+    export_runner = ExportRunner(export_claims, export_sources, export_launcher, files, export_policy)
+    max_unfinished = settings.max_unfinished_exports_per_org
+    model_exports = ModelExports(ExportStore(db), export_sources, export_runner.notify, max_unfinished)
+
+    # What downloaded adapters name as their base: the hub id, never a server path (layout.py).
+    base_references = {c.name: base_reference(c.name, c.model) for c in configs}
     components = Components(
         keys=KeyRing(settings, db),
         files=files,
@@ -137,12 +168,17 @@ async def _start(
         webhooks=WebhookEndpoints(db, settings.webhooks_allow_http, settings.webhooks_max_endpoints_per_org),
         outbox=outbox,
         webhook_dispatcher=dispatcher,
-        graders=GraderService(catalog, fleet, chat_limits, sandbox),
+        graders=graders,
+        model_exports=model_exports,
+        adapter_downloads=AdapterDownloads(catalog, jobs, checkpoints, imports, fleet, base_references),
+        adapter_imports=AdapterImporter(catalog, fleet, imports, files, ImportLimits.from_settings(settings)),
     )
     await scheduler.start()
     started.push_async_callback(scheduler.stop)
     await dispatcher.start()
     started.push_async_callback(dispatcher.stop)
+    await export_runner.start()
+    started.push_async_callback(export_runner.stop)
     return components
 
 

@@ -8,6 +8,9 @@ Failing closed: the server is open (every caller is the `default` organization) 
 `insecure_no_auth` is set, or when no key was ever configured nor created. A revoked key keeps its
 row (with `revoked_at`), so revoking the last key leaves the server closed, never open. The CLI
 refuses to start a server that would be open on a non-loopback address (`startup_refusal`).
+
+Reinforcement jobs' trainers authenticate with grader tokens (service/grader_tokens.py): the
+job's organization, on chat completions only, while the job runs; never the open server's default.
 """
 
 from __future__ import annotations
@@ -24,19 +27,27 @@ from sqlalchemy import select
 
 from service.config import Settings
 from service.errors import AuthenticationFailed
+from service.grader_tokens import GRADER_ROUTES, GraderTokens, is_grader_token
 from service.store import ApiKeyRow, Database
 
 ORG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+INVALID_GRADER_TOKEN = "invalid_grader_token"
 
 
 @dataclass(frozen=True)
 class Principal:
     organization_id: str
+    # Set for a job's grader token (service/grader_tokens.py): the job it was minted for. Such a
+    # caller may call only GRADER_ROUTES; an API key's (None) may call every route.
+    grader_job_id: str | None = None
 
     @property
     def organization(self) -> str:
         """The organization's name, as it appears in `ft:` model names."""
         return self.organization_id.removeprefix("org-")
+
+    def may_call(self, method: str, path: str) -> bool:
+        return self.grader_job_id is None or (method, path) in GRADER_ROUTES
 
 
 def hash_key(key: str) -> str:
@@ -95,6 +106,7 @@ class KeyRing:
         secret = settings.api_key.get_secret_value() if settings.api_key else None
         self._env_hash = hash_key(secret) if secret else None
         self._cache: dict[str, tuple[float, str | None]] = {}
+        self.grader_tokens = GraderTokens(db)
 
     def _remembered(self, name: str, look_up: Callable[[], str | None]) -> str | None:
         now = time.monotonic()
@@ -130,8 +142,10 @@ class KeyRing:
     def authenticate(self, authorization: str | None) -> Principal:
         try:
             return self._check(authorization)
-        except AuthenticationFailed:
-            if self.is_open():
+        except AuthenticationFailed as refused:
+            # A grader token that is no longer valid is refused even by an open server: its
+            # trainer must learn that its job ended, not carry on as the default organization.
+            if self.is_open() and refused.code != INVALID_GRADER_TOKEN:
                 return Principal(self._default_org)
             raise
 
@@ -148,6 +162,15 @@ class KeyRing:
         digest = hash_key(key.strip())
         if self._env_hash is not None and hmac.compare_digest(self._env_hash, digest):
             return Principal(self._default_org)
+        if is_grader_token(key.strip()):
+            # Not cached: the job's status decides, so the token stops working when the job ends.
+            holder = self.grader_tokens.holder(key.strip())
+            if holder is None:
+                raise AuthenticationFailed(
+                    "This grader token is not valid: its fine-tuning job is no longer running.",
+                    code=INVALID_GRADER_TOKEN,
+                )
+            return Principal(holder.organization_id, grader_job_id=holder.job_id)
         # Looked up by digest: the index compares digests, which reveal nothing about the key.
         org = self._stored_org(digest)
         if org is None:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     upload_max_bytes_total: int = Field(default=8 * 1024**3, ge=0)
     upload_part_max_bytes: int = Field(default=64 * 1024**2, ge=1)
     upload_expiry_s: int = Field(default=3600, ge=1)
+    # Adapter imports (POST /v1/models/import, service/weights/): the zip's size, and the most its
+    # kept files may decompress to (the request body may carry 1 MiB of multipart framing more).
+    import_max_bytes: int = Field(default=2 * 1024**3, ge=1)
 
     # Serving engine: a managed vLLM subprocess unless engine_url names one already running.
     engine_url: str | None = None
@@ -127,6 +130,16 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=30.0, ge=1.0)
     # How long a trainer asked to stop (pause, cancel, shutdown) gets to save a checkpoint and exit.
     trainer_stop_grace_s: float = Field(default=30.0, gt=0)
+    # Merged exports (POST /v1/models/{model}/exports, service/exports/): export processes at once
+    # on this gateway; starts of one export (its process died, or its gateway stopped, mid-way)
+    # before it fails; the RAM one needs in GiB (estimated from its base's weights when unset: it
+    # merges on the CPU); the size of its safetensors shards; exports queued or running at once
+    # per organization.
+    export_max_concurrent: int = Field(default=1, ge=1)
+    export_max_attempts: int = Field(default=3, ge=1)
+    export_memory_gib: float | None = None
+    export_max_shard_size: str = Field(default="5GB", pattern=r"^\d+(KB|MB|GB)$")
+    max_unfinished_exports_per_org: int = Field(default=4, ge=1)
     # Untrusted training files (issue 9): validated in a child process (trainer/inspect_files.py)
     # with this address-space limit, killed after this many seconds; either failure fails that job.
     file_check_memory_gib: float = 4.0
@@ -136,6 +149,20 @@ class Settings(BaseSettings):
     python_grader_time_limit_s: float = Field(default=10.0, gt=0, le=600)
     python_grader_memory_mib: int = Field(default=512, ge=64)
     python_grader_max_concurrent: int = Field(default=2, ge=1)
+    # Model graders (score_model, label_model) of reinforcement jobs: the trainer calls this
+    # gateway's POST /v1/chat/completions (service/grader_tokens.py), at most this many calls at once
+    # per job (never more than chat_max_concurrent_per_org), at trainer_gateway_url: this gateway's
+    # address as trainers reach it (default: http://127.0.0.1:{port} for a loopback or any-address
+    # host, else http://{host}:{port}); in cluster mode, one the Ray nodes reach (a load balancer).
+    model_grader_max_concurrent: int = Field(default=8, ge=1, le=64)
+    trainer_gateway_url: str | None = Field(default=None, pattern=r"^https?://[^/]+(/.*)?$")
+    # Evaluation report (service/jobs/evaluator.py): a job with a validation file ends with the base
+    # and the fine-tuned model answering its first eval_max_prompts prompts (greedy, at most
+    # eval_max_tokens tokens each), given up (a warning, the job still succeeds) after eval_timeout_s:
+    # the most it adds to a job. eval_max_prompts 0: no evaluation.
+    eval_max_prompts: int = Field(default=50, ge=0, le=1000)
+    eval_max_tokens: int = Field(default=256, ge=1, le=8192)
+    eval_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
     # GET /metrics (service/metrics.py) answers only callers with a valid API key.
     metrics_require_key: bool = False
@@ -176,6 +203,17 @@ class Settings(BaseSettings):
     @property
     def resolved_gateway_id(self) -> str:
         return self.gateway_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def resolved_trainer_gateway_url(self) -> str:
+        if self.trainer_gateway_url:
+            return self.trainer_gateway_url.rstrip("/")
+        host = self.host
+        if host in ("", "0.0.0.0"):  # any address: loopback is one of them
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,6 +13,7 @@ from service.catalog import ModelCatalog
 from service.engine.fleet import EngineFleet
 from service.engine.limits import ChatLimits
 from service.errors import AuthenticationFailed
+from service.exports.service import ModelExports
 from service.files import FileStore
 from service.graders import GraderService
 from service.jobs.checkpoints import CheckpointStore
@@ -23,6 +24,8 @@ from service.uploads import UploadStore
 from service.webhooks.dispatcher import WebhookDispatcher
 from service.webhooks.endpoints import WebhookEndpoints
 from service.webhooks.outbox import Outbox
+from service.weights.download import AdapterDownloads
+from service.weights.importer import AdapterImporter
 
 
 @dataclass
@@ -41,6 +44,9 @@ class Components:
     outbox: Outbox
     webhook_dispatcher: WebhookDispatcher
     graders: GraderService
+    model_exports: ModelExports
+    adapter_downloads: AdapterDownloads
+    adapter_imports: AdapterImporter
 
 
 def components(request: Request) -> Components:

@@ -65,6 +65,9 @@ class FileStore:
         # Called with each purge of expired files (the scheduler's housekeeping, once a minute), e.g.
         # to expire unfinished uploads (service/uploads.py).
         self.on_purge: list[Callable[[], object]] = []
+        # Bytes an organization stores outside files (imported adapters, service/weights/), each
+        # called with its id: counted against its quota as files are.
+        self.stored_elsewhere: list[Callable[[str], int]] = []
 
     def location_of(self, file_id: str) -> str:
         # Ids are generated here ([A-Za-z0-9-]), so this cannot leave the files folder.
@@ -113,6 +116,7 @@ class FileStore:
                 UploadRow.organization_id == org_id, UploadRow.status == "pending"
             )
             n_bytes += session.scalar(in_uploads) or 0
+        n_bytes += sum(stored(org_id) for stored in self.stored_elsewhere)
         if n_files >= self.quota.max_files:
             raise QuotaExceeded(
                 f"Your organization has {n_files} files, the most allowed is {self.quota.max_files}; "

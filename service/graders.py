@@ -41,10 +41,10 @@ from trainer.graders import (
     Sample,
     Sandbox,
     SandboxLimits,
-    TokenUsage,
     grade,
     validate,
 )
+from trainer.graders.context import chat_reply
 
 
 def sandbox_limits(settings: Settings) -> SandboxLimits:
@@ -87,29 +87,7 @@ class EngineModels:
             message = error.get("message") if isinstance(error, dict) else None
             status = response.status_code
             raise ModelCallError(str(message or f"The model answered with status {status}."))
-        return _reply(payload)
-
-
-def _reply(payload: dict[str, Any]) -> ChatReply:
-    try:
-        message = _object(payload["choices"][0]["message"])
-    except (KeyError, IndexError, TypeError):
-        raise ModelCallError("The model's answer has no message.") from None
-    usage = _object(payload.get("usage"))
-    details = _object(usage.get("prompt_tokens_details"))
-    return ChatReply(
-        text=message.get("content") if isinstance(message.get("content"), str) else None,
-        refusal=message.get("refusal") if isinstance(message.get("refusal"), str) else None,
-        usage=TokenUsage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-        ),
-    )
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+        return chat_reply(payload)
 
 
 class GraderService:
@@ -138,7 +116,7 @@ class GraderService:
             # In a thread: it may read the database (the model's name) and probe the sandbox.
             return await asyncio.to_thread(validate, grader, context)
         except GraderError as exc:
-            raise InvalidRequest(exc.message, param=exc.param) from None
+            raise InvalidRequest(exc.message, param=exc.param, code=exc.code) from None
 
 
 def run_response(result: GradeResult) -> GraderRunResponse:

@@ -74,4 +74,7 @@ def run_dpo(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest
         callbacks=[progress],
     )
     prompts = [list(row["prompt"]) for row in train.select(range(min(3, len(train))))]
-    run.fit(trainer, progress, sum(pair_tokens) * spec.n_epochs, prompts)
+    # The base model's DPO loss, against the base as reference, is log 2; against an adapter the job
+    # continues from (the reference then) it says nothing of that adapter: not measured.
+    measure_base = valid is not None and spec.init_adapter is None
+    run.fit(trainer, progress, sum(pair_tokens) * spec.n_epochs, prompts, measure_base=measure_base)

@@ -1,9 +1,10 @@
 """The trainer's output protocol: one JSON object per line, typed on both ends.
 
 The trainer writes these models (EventWriter); the gateway reads them back with `parse_event`
-(service/jobs/supervision.py). Kinds: `message`, `metrics`, `checkpoint`, `error` (a failure the
-trainer understood: bad data, out of memory; not retried), `result` (the adapter is written),
-`stopped` (asked to stop; where it can continue from). A human running the trainer by hand can
+(service/jobs/supervision.py). Kinds: `message`, `metrics`, `base_validation` (the base model's
+validation values, once, before training), `checkpoint`, `error` (a failure the trainer understood:
+bad data, out of memory; not retried), `result` (the adapter is written), `stopped` (asked to stop;
+where it can continue from). A human running the trainer by hand can
 read them too.
 """
 
@@ -45,6 +46,15 @@ class MetricsEvent(_Event):
     valid_reward_mean: float | None = None
 
 
+class BaseValidationEvent(_Event):
+    """The validation file measured on the model before its first step, with the adapter disabled:
+    the base model's side of the job's evaluation report (service/jobs/evaluator.py)."""
+
+    event: Literal["base_validation"] = "base_validation"
+    valid_loss: float
+    valid_mean_token_accuracy: float | None = None
+
+
 class CheckpointEvent(_Event):
     event: Literal["checkpoint"] = "checkpoint"
     step: int = Field(ge=0)
@@ -77,7 +87,13 @@ class StoppedEvent(_Event):
 
 
 TrainerEvent = Annotated[
-    MessageEvent | MetricsEvent | CheckpointEvent | ErrorEvent | ResultEvent | StoppedEvent,
+    MessageEvent
+    | MetricsEvent
+    | BaseValidationEvent
+    | CheckpointEvent
+    | ErrorEvent
+    | ResultEvent
+    | StoppedEvent,
     Field(discriminator="event"),
 ]
 _EVENT = TypeAdapter[TrainerEvent](TrainerEvent)

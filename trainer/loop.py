@@ -13,6 +13,7 @@ import torch
 from peft import PeftModel, prepare_model_for_kbit_training
 from transformers import AutoTokenizer, set_seed
 
+from trainer.baseline import report_base_validation
 from trainer.checkpoints import checkpoint_step, latest_checkpoint
 from trainer.events import EventWriter, ResultEvent
 from trainer.memory import GIB, ModelShape, free_memory_bytes, training_bytes
@@ -110,9 +111,11 @@ class Run:
         progress: ProgressCallback,
         trained_tokens: int | Callable[[], int],
         prompts: list[list[dict[str, Any]]],
+        measure_base: bool = False,
     ) -> None:
         """Train (from the resume point), then save the adapter, check it changes answers on a few
-        training prompts, and report the result; or, when asked to stop, where the checkpoint is."""
+        training prompts, and report the result; or, when asked to stop, where the checkpoint is.
+        `measure_base`: first report the base model's validation loss (trainer/baseline.py)."""
         if self.stop_requested.is_set():  # asked to stop while loading: nothing new to save
             if self.tracking:
                 self.tracking.finish(with_adapter=False)
@@ -124,6 +127,8 @@ class Run:
         for param in trainer.model.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
+        if measure_base and self.resume_from is None:  # a resumed job reported it on its first run
+            report_base_validation(trainer, self.events, disable_adapter=self.spec.init_adapter is not None)
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
         runtime_s = time.perf_counter() - started

@@ -15,6 +15,7 @@ from typing import Any
 
 from trainer.data import DataValidationError
 from trainer.events import EventWriter
+from trainer.gateway_models import GatewayModels
 from trainer.graders import (
     ErrorFlags,
     Grader,
@@ -35,15 +36,19 @@ FAILING_SHARE = 0.5
 
 def grading_context(settings: ReinforcementSettings, hidden: Sequence[Path]) -> GradingContext:
     """The trainer's grading: python graders in the sandbox, as many at once as there are cores
-    (they are subprocesses, mostly idle while the model trains), never seeing the job's files.
-    No model caller: model graders are refused at job creation (no served model in the trainer)."""
+    (they are subprocesses, mostly idle while the model trains), never seeing the job's files;
+    model graders through the gateway's chat completions when the spec gives access to them
+    (trainer/gateway_models.py; without it they are refused)."""
     limits = SandboxLimits(
         time_limit_s=settings.python_grader_timeout_s,
         memory_bytes=settings.python_grader_memory_mb * 2**20,
         max_concurrent=min(8, max(2, os.cpu_count() or 2)),
         hidden_paths=tuple(hidden),
     )
-    return GradingContext(sandbox=Sandbox(limits))
+    access = settings.model_graders
+    return GradingContext(
+        models=GatewayModels(access) if access is not None else None, sandbox=Sandbox(limits)
+    )
 
 
 def checked_grader(settings: ReinforcementSettings, context: GradingContext) -> Grader:

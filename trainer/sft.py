@@ -115,4 +115,4 @@ def run_sft(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest
         peft_config=peft_config,
         callbacks=[progress],
     )
-    run.fit(trainer, progress, train.tokens * spec.n_epochs, train.prompts)
+    run.fit(trainer, progress, train.tokens * spec.n_epochs, train.prompts, measure_base=valid is not None)

@@ -38,6 +38,16 @@ class WandbRun(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=64)
 
 
+class ModelGraderAccess(BaseModel):
+    """How the trainer calls models for score_model and label_model graders: the gateway's POST
+    /v1/chat/completions at `gateway_url`, with a token that acts as the job's organization on that
+    route alone, only while the job runs (service/grader_tokens.py). Never logged (not in repr)."""
+
+    gateway_url: str
+    token: str = Field(repr=False)
+    max_concurrent: int = Field(default=8, ge=1)  # calls in flight at once
+
+
 class ReinforcementSettings(BaseModel):
     """Reinforcement fine-tuning (GRPO, trainer/rft.py): samples scored by the job's grader."""
 
@@ -53,6 +63,8 @@ class ReinforcementSettings(BaseModel):
     # The python grader's sandbox limits.
     python_grader_timeout_s: float = Field(default=10.0, gt=0)
     python_grader_memory_mb: int = Field(default=512, ge=64)
+    # Set by the gateway when the grader has model graders (None: they cannot run).
+    model_graders: ModelGraderAccess | None = None
 
 
 class TrainingSpec(BaseModel):

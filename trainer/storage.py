@@ -70,10 +70,11 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def write_stream(location: str, stream: Readable) -> None:
+def write_stream(location: str, stream: Readable, private: bool = False) -> None:
     """Store what `stream` reads; nothing is left behind when reading raises (e.g. a size limit).
     A local file appears whole (written beside, then renamed); an S3 object appears when its
-    multipart upload completes, and an upload cut short is aborted."""
+    multipart upload completes, and an upload cut short is aborted. `private`: a local file only
+    its owner may read (mode 0600) from its first byte on (an S3 object: as the bucket allows)."""
     if is_remote(location):
         bucket, key = _split(location)
         _s3().upload_fileobj(_ReadOnly(stream), bucket, key, Config=_transfer_config())
@@ -81,8 +82,10 @@ def write_stream(location: str, stream: Readable) -> None:
     final = Path(location)
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(final.name + ".partial")
+    partial.unlink(missing_ok=True)  # a leftover would keep its mode
     try:
-        with partial.open("wb") as out:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with open(os.open(partial, flags, 0o600 if private else 0o666), "wb") as out:
             shutil.copyfileobj(stream, out, _CHUNK)
         os.replace(partial, final)
     finally:

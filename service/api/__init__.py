@@ -14,14 +14,28 @@ from service.api import (
     fine_tuning,
     graders,
     health,
+    model_exports,
+    model_weights,
     models,
     uploads,
     webhooks,
 )
 from service.deps import principal
 
+# model_weights and model_exports before models: its `{model:path}` routes would take their paths.
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(principal)])
-for module in (files, uploads, fine_tuning, checkpoint_permissions, graders, models, chat, webhooks):
+for module in (
+    files,
+    uploads,
+    fine_tuning,
+    checkpoint_permissions,
+    graders,
+    model_weights,
+    model_exports,
+    models,
+    chat,
+    webhooks,
+):
     v1.include_router(module.router)
 
 __all__ = ["dashboard", "health", "v1"]

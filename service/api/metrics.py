@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.access import grader_token_refused
 from service.deps import ComponentsDep
 from service.metrics import render
 
@@ -17,7 +18,9 @@ def metrics_router(require_key: bool) -> APIRouter:
     @router.get("/metrics", include_in_schema=False)
     async def metrics(request: Request, c: ComponentsDep) -> Response:
         if require_key:
-            c.keys.authenticate(request.headers.get("authorization"))  # 401 in OpenAI's shape
+            who = c.keys.authenticate(request.headers.get("authorization"))  # 401 in OpenAI's shape
+            if not who.may_call(request.method, "/metrics"):
+                raise grader_token_refused()  # a job's grader token: chat completions only
         body = await asyncio.to_thread(render, c.jobs, c.fleet, c.outbox)  # reads the database
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

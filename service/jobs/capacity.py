@@ -21,11 +21,15 @@ _QUANTIZED_FRACTION = 0.3
 _OVERHEAD_BYTES = 2 * GIB
 
 
-def estimated_trainer_bytes(model_path: Path) -> int:
-    weights = sum(p.stat().st_size for p in model_path.glob("*.safetensors")) or sum(
+def weights_bytes(model_path: Path) -> int:
+    """The size of a model folder's weights as stored (safetensors, else .bin files)."""
+    return sum(p.stat().st_size for p in model_path.glob("*.safetensors")) or sum(
         p.stat().st_size for p in model_path.glob("*.bin")
     )
-    return int(weights * _QUANTIZED_FRACTION) + _OVERHEAD_BYTES
+
+
+def estimated_trainer_bytes(model_path: Path) -> int:
+    return int(weights_bytes(model_path) * _QUANTIZED_FRACTION) + _OVERHEAD_BYTES
 
 
 def gpu_visible() -> bool:

@@ -103,7 +103,8 @@ class JobFolders:
 
     def write_spec(self, spec: TrainingSpec) -> str:
         location = storage.join(self.jobs, spec.job_id, "spec.json")
-        storage.write_stream(location, io.BytesIO(spec.model_dump_json(indent=2).encode()))
+        # Private: it may hold a grader token (service/jobs/grader_access.py).
+        storage.write_stream(location, io.BytesIO(spec.model_dump_json(indent=2).encode()), private=True)
         return location
 
     def latest_checkpoint_step(self, job_id: str) -> int | None:

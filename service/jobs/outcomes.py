@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from service.engine.fleet import EngineFleet
 from service.errors import AdapterLoadError, EngineUnreachable
 from service.files import FileStore
+from service.jobs.evaluator import Evaluation, JobEvaluator
 from service.jobs.executor import TrainerExit
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
@@ -92,11 +93,19 @@ def decide(
 
 
 class Outcomes:
-    def __init__(self, jobs: JobStore, files: FileStore, fleet: EngineFleet, owner: str) -> None:
+    def __init__(
+        self,
+        jobs: JobStore,
+        files: FileStore,
+        fleet: EngineFleet,
+        owner: str,
+        evaluator: JobEvaluator | None = None,
+    ) -> None:
         self.owner = owner  # this gateway: it changes only the running jobs it owns
         self.jobs = jobs
         self.files = files
         self.fleet = fleet
+        self.evaluator = evaluator  # a job with a validation file ends with its report; None: never
 
     def verdict_for(
         self, job_id: str, ended: TrainerExit, max_retries: int, resume_step: int | None, shutting_down: bool
@@ -154,23 +163,37 @@ class Outcomes:
         except EngineUnreachable:
             # The engine is restarting, which says nothing about the adapter: it loads on first use.
             logger.warning("Engine unavailable when %s finished; its adapter will load on demand", job.id)
-        if not await asyncio.to_thread(self._record_success, job, result):
+        evaluation = None
+        if self.evaluator is not None and self.evaluator.applies_to(job):
+            # Between the load and `succeeded`, so the job says succeeded with both result files.
+            evaluation = await self.evaluator.evaluate(job, result.adapter_dir)
+        if not await asyncio.to_thread(self._record_success, job, result, evaluation):
             await base.unload_everywhere(name)
 
-    def _record_success(self, job: JobRow, result: ResultEvent) -> bool:
+    def _record_success(self, job: JobRow, result: ResultEvent, evaluation: Evaluation | None) -> bool:
         results = self.files.create_from(
             job.organization_id, result.metrics_csv, "step_metrics.csv", "fine-tune-results"
         )
+        result_files = [results.id]
+        events: list[str | tuple[str, str]] = []
+        if evaluation is not None:
+            events.append(evaluation.event)
+            if evaluation.report_file is not None:
+                result_files.append(evaluation.report_file)
         return self.jobs.transition(
             job.id,
             JobStatus.SUCCEEDED,
             {JobStatus.RUNNING, JobStatus.PAUSED},
-            [f"New fine-tuned model created: {job.model_name}", "The job has successfully completed"],
+            [
+                *events,
+                f"New fine-tuned model created: {job.model_name}",
+                "The job has successfully completed",
+            ],
             self.owner,
             fine_tuned_model=job.model_name,
             adapter_path=result.adapter_dir,
             trained_tokens=result.trained_tokens,
-            result_files=[results.id],
+            result_files=result_files,
         )
 
 

@@ -10,7 +10,11 @@ from service.jobs.checkpoints import CheckpointStore
 from service.jobs.naming import checkpoint_model_name
 from service.jobs.store import JobStore
 from service.store import JobRow
-from trainer.events import CheckpointEvent, MessageEvent, MetricsEvent, TrainerEvent
+from trainer.events import BaseValidationEvent, CheckpointEvent, MessageEvent, MetricsEvent, TrainerEvent
+
+# The data key of the event that records the base model's validation loss (read back by
+# service/jobs/evaluator.py when the job's evaluation report is made).
+BASE_VALID_LOSS = "base_valid_loss"
 
 
 class ProgressRecorder:
@@ -27,6 +31,12 @@ class ProgressRecorder:
             self._metrics(job, event, started_at)
         elif isinstance(event, CheckpointEvent):
             return self._checkpoint(job, event)
+        elif isinstance(event, BaseValidationEvent):
+            data = {BASE_VALID_LOSS: event.valid_loss}
+            if event.valid_mean_token_accuracy is not None:
+                data["base_valid_mean_token_accuracy"] = event.valid_mean_token_accuracy
+            message = f"Base model before training: validation loss={event.valid_loss:.4f}"
+            self.jobs.add_event(job.id, message, data=data)
         return []
 
     def _metrics(self, job: JobRow, event: MetricsEvent, started_at: float) -> None:

@@ -2,8 +2,9 @@
 grader by the graders library, trainer/graders/), what the job row keeps of it, and the trainer's
 settings (trainer/spec.py's ReinforcementSettings; the training itself is trainer/rft.py).
 
-Model graders (score_model, label_model) are refused in training jobs for now: the trainer would
-have to call this server's engines while the job trains. They work in /v1/fine_tuning/alpha/graders.
+Model graders (score_model, label_model) may name any model the organization can use (checked
+here, at creation); the trainer calls it through this server's chat completions with a grader
+token (service/jobs/grader_access.py, service/grader_tokens.py).
 """
 
 from __future__ import annotations
@@ -26,21 +27,15 @@ MAX_GRADER_BYTES = 64 * 1024
 
 def check_method(method: ReinforcementMethod, context: GradingContext) -> dict[str, Any]:
     """The job row's `method_options` (grader and response_format, as sent); a 400 naming the field
-    when the grader cannot be used. Blocking (the sandbox's probe): call from a worker thread."""
+    when the grader cannot be used (`model_not_found` for a model grader's model the organization
+    cannot use: `context` is the organization's). Blocking (the sandbox's probe, the model's
+    look-up): call from a worker thread."""
     if len(json.dumps(method.grader)) > MAX_GRADER_BYTES:  # it travels on a command line (file check)
         raise InvalidRequest(f"The grader is larger than {MAX_GRADER_BYTES} bytes.", param=GRADER_PARAM)
-    if used := _types_in(method.grader) & MODEL_GRADERS:
-        raise InvalidRequest(
-            f"{' and '.join(sorted(used))} graders cannot be used in fine-tuning jobs on this server yet "
-            "(they can be tried with /v1/fine_tuning/alpha/graders/run); use string_check, "
-            "text_similarity, python or multi.",
-            param=GRADER_PARAM,
-            code="unsupported_grader",
-        )
     try:
         validate(method.grader, context, param=GRADER_PARAM)
     except GraderError as exc:
-        raise InvalidRequest(exc.message, param=exc.param or GRADER_PARAM) from None
+        raise InvalidRequest(exc.message, param=exc.param or GRADER_PARAM, code=exc.code) from None
     options: dict[str, Any] = {"grader": method.grader}
     if method.response_format is not None:
         options["response_format"] = method.response_format
@@ -59,6 +54,11 @@ def settings_for(
         eval_samples=resolved.eval_samples or 1,
         **{key: value for key, value in sampling.items() if value is not None},
     )
+
+
+def uses_model_graders(grader: Mapping[str, Any]) -> bool:
+    """Whether the grader, or one of a multi grader's, calls a model."""
+    return bool(_types_in(grader) & MODEL_GRADERS)
 
 
 def _types_in(grader: Mapping[str, Any]) -> set[str]:

@@ -24,8 +24,10 @@ from service.engine.fleet import EngineFleet
 from service.files import FileStore
 from service.jobs.admission import Fail, Start, Wait, plan
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.evaluator import JobEvaluator
 from service.jobs.executor import TrainerExecutor, TrainerRun
 from service.jobs.fairness import fair_order
+from service.jobs.grader_access import GraderAccess
 from service.jobs.housekeeping import Housekeeping
 from service.jobs.inputs import AdmissionInputs
 from service.jobs.leases import JobLeases
@@ -49,19 +51,22 @@ class JobScheduler:
         catalog: ModelCatalog,
         fleet: EngineFleet,
         executor: TrainerExecutor,
+        evaluator: JobEvaluator | None = None,
     ) -> None:
+        """`evaluator`: makes the evaluation report of jobs with a validation file (None: none)."""
         self.settings = settings
         self.jobs = jobs
         self.fleet = fleet
         self.executor = executor
         self.leases = JobLeases(jobs.db, settings.resolved_gateway_id, settings.job_lease_s)
+        self.grader_access = GraderAccess.from_settings(settings, jobs.db)  # model graders' calls
         self._next_lease_check = 0.0
         self.housekeeping = Housekeeping(settings.data_dir, files)
         claim = self.leases.claim_file_check
         self.validator = FileValidator(settings, jobs, files, fleet, self.notify, claim)
         self.inputs = AdmissionInputs(settings, files, catalog, fleet, executor, self.housekeeping)
         self.progress = ProgressRecorder(jobs, checkpoints)
-        self.outcomes = Outcomes(jobs, files, fleet, self.leases.owner)
+        self.outcomes = Outcomes(jobs, files, fleet, self.leases.owner, evaluator)
         self._wake = asyncio.Event()
         self._runs: dict[str, TrainerRun] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
@@ -215,9 +220,11 @@ class JobScheduler:
             await asyncio.to_thread(self.outcomes.fail, job_id, failure, {JobStatus.QUEUED})
             return
         assert isinstance(decision, Start)
+        # Minted before the job runs: a job cancelled meanwhile leaves a token that never worked.
+        spec = await asyncio.to_thread(self.grader_access.for_trainer, decision.spec)
         if await asyncio.to_thread(self._mark_running, job, decision):
             self._last_start_by_org[job.organization_id] = time.monotonic()
-            run = await self.executor.start(decision.spec)
+            run = await self.executor.start(spec)
             self._supervise(job, run)
             await asyncio.to_thread(self.jobs.update_fields, job.id, trainer_ref=run.ref)
 

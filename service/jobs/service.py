@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from service.catalog import ModelCatalog
 from service.errors import InvalidRequest, NotFound
 from service.files import FileStore
 from service.ids import new_id
+from service.jobs.eval_grader import check_eval_grader, eval_grader_of
 from service.jobs.integrations import wandb_run
 from service.jobs.job_wire import to_wire
 from service.jobs.naming import fine_tuned_model_name, is_valid_suffix
@@ -40,7 +42,7 @@ class FineTuningService:
         scheduler: JobScheduler,
         max_lora_rank: int,
         limits: JobLimits | None = None,
-        grading: GradingContext | None = None,
+        grading: Callable[[str], GradingContext] | None = None,
     ) -> None:
         self.max_lora_rank = max_lora_rank
         # Per-organization limits; None: none (tests that do not exercise them).
@@ -49,12 +51,13 @@ class FineTuningService:
         self.files = files
         self.catalog = catalog
         self.scheduler = scheduler
-        # Checks reinforcement jobs' graders (a python grader's sandbox); None: no reinforcement.
+        # An organization's grading, to check reinforcement jobs' graders (a python grader's sandbox,
+        # a model grader's model); None: no reinforcement.
         self.grading = grading
 
     def create(self, org_id: str, request: CreateFineTuningJobRequest) -> FineTuningJob:
         method_type, hyperparameters = _method_of(request)
-        method_options = self._method_options(request)
+        method_options = self._method_options(org_id, request)
         base = self.catalog.trainable(org_id, request.model).base
         training_file = self._check_file(org_id, request.training_file, "training_file")
         if request.validation_file:
@@ -66,6 +69,9 @@ class FineTuningService:
             )
         _check_metadata(request.metadata)
         parse_training_options(request.metadata, self.max_lora_rank)
+        eval_grader_of(request.metadata)  # the evaluation report's grader (eval_grader.py)
+        if self.grading is not None:
+            check_eval_grader(request.metadata, self.grading(org_id))
         wandb_run(request.integrations)
         if self.limits is not None:
             check_integrations(self.limits, request.integrations)
@@ -101,7 +107,7 @@ class FineTuningService:
         self.scheduler.notify()
         return to_wire(row)
 
-    def _method_options(self, request: CreateFineTuningJobRequest) -> dict[str, Any] | None:
+    def _method_options(self, org_id: str, request: CreateFineTuningJobRequest) -> dict[str, Any] | None:
         """What the job keeps of its method besides hyperparameters: reinforcement's grader."""
         method = request.method
         if method is None or method.type != "reinforcement" or method.reinforcement is None:
@@ -110,7 +116,7 @@ class FineTuningService:
             raise InvalidRequest(
                 "Reinforcement fine-tuning is not enabled on this server.", param="method.type"
             )
-        return check_method(method.reinforcement, self.grading)
+        return check_method(method.reinforcement, self.grading(org_id))
 
     def _check_file(self, org_id: str, file_id: str, param: str) -> FileRow:
         try:

@@ -75,6 +75,19 @@ class JobStore:
             data = session.scalar(query)
         return int(data["step"]) if data and "step" in data else None
 
+    def latest_event_value(self, job_id: str, key: str, type_: str) -> Any:
+        """`key`'s value in the data of the job's newest event of `type_` that has it; None if none."""
+        with self.db.session() as session:
+            query = (
+                select(EventRow.data)
+                .where(EventRow.job_id == job_id, EventRow.type == type_)
+                .order_by(EventRow.seq.desc())
+            )
+            for data in session.scalars(query):
+                if data and key in data:
+                    return data[key]
+        return None
+
     def count_active(self, org_id: str) -> int:
         """The organization's jobs that hold or wait for a trainer (validating_files, queued,
         running, paused): what its active-jobs quota counts."""

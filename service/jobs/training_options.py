@@ -55,6 +55,7 @@ def parse_training_options(metadata: dict[str, str] | None, max_lora_rank: int) 
         "max_seq_length",
         "max_completion_tokens",
         "temperature",
+        "eval_grader",  # the evaluation report's grader, not a training knob: eval_grader.py checks it
     }
     for name, (key, _) in options.items():
         if name not in known:

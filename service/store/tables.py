@@ -204,3 +204,55 @@ class CheckpointPermissionRow(Base):
     owner_organization_id: Mapped[str] = mapped_column(String(128))
     organization_id: Mapped[str] = mapped_column(String(128), index=True)  # the one it is shared with
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ImportedModelRow(Base):
+    """A LoRA adapter an organization uploaded as a model of its own (POST /v1/models/import;
+    service/weights/imports.py). Its files are stored at `path`, checked servable on `base_model`."""
+
+    __tablename__ = "imported_models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    model_name: Mapped[str] = mapped_column(String(700), unique=True)  # ft:{base}:{org}:{suffix}:{id}
+    base_model: Mapped[str] = mapped_column(String(512))
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filename: Mapped[str] = mapped_column(String(512))  # the uploaded archive's name, for its model card
+    bytes: Mapped[int] = mapped_column(BigInteger)  # stored: counted against the storage quota
+    path: Mapped[str] = mapped_column(Text)
+
+
+class ModelExportRow(Base):
+    """A fine-tuned model's weights exported as a file of its organization (POST
+    /v1/models/{model}/exports; service/exports/). While running, one gateway runs it under a lease."""
+
+    __tablename__ = "model_exports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(720), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued, running, succeeded, failed
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The file the zip becomes, chosen when an attempt starts (its bytes are written at the file's
+    # location, so nothing is copied); shown only once the export succeeded.
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # starts so far
+    owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class GraderTokenRow(Base):
+    """A credential a reinforcement job's trainer calls the organization's chat completions with, for
+    its model graders (service/grader_tokens.py). Only its SHA-256 digest is stored; it is accepted
+    only while its job is running or paused, and until a newer token of the job replaces it."""
+
+    __tablename__ = "grader_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -393,7 +393,8 @@ def test_succeeded_job_final_shape(client: OpenAI, trained: Trained) -> None:
     assert FT_NAME.fullmatch(trained.model), trained.model
     assert job.finished_at is not None and job.finished_at >= job.created_at
     assert job.trained_tokens and job.trained_tokens > 0
-    assert len(job.result_files) == 1 and job.error is None and job.estimated_finish is None
+    # step_metrics.csv, and (an opentune extension for jobs with a validation file) eval_report.json
+    assert len(job.result_files) == 2 and job.error is None and job.estimated_finish is None
     assert job.hyperparameters.n_epochs == N_EPOCHS and job.hyperparameters.batch_size == BATCH_SIZE
     assert job.hyperparameters.learning_rate_multiplier == LR_MULTIPLIER
     assert client.fine_tuning.jobs.retrieve(job.id) == job

@@ -79,7 +79,7 @@ def test_last_three_epoch_checkpoints_are_kept_and_served(
 
 
 def test_result_file_is_a_metrics_csv(client: OpenAI, validated_job: FineTuningJob) -> None:
-    assert len(validated_job.result_files) == 1
+    assert len(validated_job.result_files) == 2  # then eval_report.json (tests/e2e/test_evaluation_report.py)
     result = client.files.retrieve(validated_job.result_files[0])
     assert result.purpose == "fine-tune-results" and result.filename == "step_metrics.csv"
     rows = list(csv.DictReader(io.StringIO(client.files.content(result.id).text)))

@@ -2,7 +2,8 @@
 raises its mean reward (the calibrated job of tests/rft_job.py: the one run of it in the suite),
 reports train and validation rewards in its metrics events and its result file, echoes its
 method, and serves its model; a grader that names a field the rows lack fails the job in
-validating_files; graders training cannot use are 400s."""
+validating_files; graders training cannot use (a model it cannot call, python that does not
+compile) are 400s."""
 
 from __future__ import annotations
 
@@ -100,10 +101,10 @@ def test_a_grader_the_rows_cannot_feed_fails_the_job_in_validation(client: OpenA
 
 def test_graders_training_cannot_use_are_refused(client: OpenAI) -> None:
     training_file = _upload(client, rows(12, seed=6), "rft-refused.jsonl")
-    judge = {
+    judge = {  # a model the organization cannot use (a usable one: test_reinforcement_model_grader.py)
         "type": "score_model",
         "name": "judge",
-        "model": BASE_MODEL,
+        "model": "gpt-4o",
         "input": [{"role": "user", "content": "x"}],
     }
     for grader in (judge, {**DIGITS_GRADER, "source": "def grade(sample, item):\n    return ("}):

@@ -111,6 +111,9 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
             outbox=unused,
             webhook_dispatcher=unused,
             graders=unused,
+            adapter_downloads=unused,
+            adapter_imports=unused,
+            model_exports=unused,
         )
         app = FastAPI()
         install_error_handlers(app)

@@ -3,17 +3,25 @@ library), kept on the job row and echoed as sent, hyperparameters resolved, the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from service.catalog import ModelCatalog
+from service.engine.limits import ChatLimits
 from service.errors import InvalidRequest
+from service.graders import EngineModels
+from service.jobs.checkpoints import CheckpointStore
 from service.jobs.hyperparameters import resolve_hyperparameters
 from service.jobs.job_wire import to_wire
+from service.jobs.model_records import JobModelRecords
 from service.jobs.reinforcement import check_method, settings_for
+from service.jobs.store import JobStore
 from service.jobs.training_options import parse_training_options
 from service.protocol.fine_tuning import CreateFineTuningJobRequest, ReinforcementMethod
-from service.store import JobRow
+from service.store import Database, JobRow
+from tests.service.fake_engine import FakeEngine, fake_fleet
 from trainer.graders import GradingContext
 
 STRING_CHECK = {
@@ -38,7 +46,15 @@ def test_a_valid_grader_is_kept_as_sent() -> None:
     ("grader", "param"),
     [
         ({**STRING_CHECK, "operation": "gt"}, "method.reinforcement.grader.operation"),
-        ({"type": "score_model", "name": "s", "model": "tiny", "input": []}, "method.reinforcement.grader"),
+        (  # no model to grade with in this context (the gateway's has the organization's models)
+            {
+                "type": "score_model",
+                "name": "s",
+                "model": "tiny",
+                "input": [{"role": "user", "content": "x"}],
+            },
+            "method.reinforcement.grader",
+        ),
         (
             {
                 "type": "multi",
@@ -46,7 +62,7 @@ def test_a_valid_grader_is_kept_as_sent() -> None:
                 "calculate_output": "a",
                 "graders": {"a": {"type": "label_model"}},
             },
-            "method.reinforcement.grader",
+            None,  # somewhere under method.reinforcement.grader.graders.a
         ),
         ({"type": "python", "name": "p", "source": "def grade(sample, item): return 1"}, None),
     ],
@@ -57,6 +73,43 @@ def test_graders_the_training_cannot_use_are_refused(grader: dict[str, Any], par
     assert refused.value.param is not None and refused.value.param.startswith("method.reinforcement.grader")
     if param is not None:
         assert refused.value.param == param
+
+
+def _organization_grading(tmp_path: Path) -> GradingContext:
+    """The gateway's grading for org-a (service/graders.py): its models are the served base `tiny`
+    and its own fine-tuned ones (none here)."""
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.migrate()
+    fleet = fake_fleet(FakeEngine(), "tiny")
+    catalog = ModelCatalog(JobModelRecords(JobStore(db), CheckpointStore(db)), fleet, started_at=0)
+    return GradingContext(models=EngineModels(catalog, fleet, ChatLimits(None), "org-a"))
+
+
+def test_model_graders_on_a_model_the_organization_can_use_are_kept(tmp_path: Path) -> None:
+    label = {
+        "type": "label_model",
+        "name": "polite",
+        "model": "tiny",
+        "input": [{"role": "user", "content": "Polite? {{sample.output_text}}"}],
+        "labels": ["yes", "no"],
+        "passing_labels": ["yes"],
+    }
+    grading = _organization_grading(tmp_path)
+    assert check_method(_method(label), grading) == {"grader": label}
+    multi = {
+        "type": "multi",
+        "name": "m",
+        "calculate_output": "a + b",
+        "graders": {"a": label, "b": STRING_CHECK},
+    }
+    assert check_method(_method(multi), grading) == {"grader": multi}
+    with pytest.raises(InvalidRequest) as refused:
+        check_method(_method({**label, "model": "gpt-4o"}), grading)
+    assert refused.value.param == "method.reinforcement.grader.model"
+    assert refused.value.code == "model_not_found"
+    with pytest.raises(InvalidRequest) as refused:
+        check_method(_method({**multi, "graders": {"a": {**label, "model": "ft:tiny:b::x"}}}), grading)
+    assert refused.value.param == "method.reinforcement.grader.graders.a.model"
 
 
 def test_hyperparameters_resolve_with_reinforcements_own() -> None:

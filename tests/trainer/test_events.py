@@ -8,6 +8,7 @@ import io
 import pytest
 
 from trainer.events import (
+    BaseValidationEvent,
     CheckpointEvent,
     ErrorEvent,
     EventWriter,
@@ -22,6 +23,7 @@ from trainer.events import (
 EVERY_KIND: list[TrainerEvent] = [
     MessageEvent(message="Tokenized 12 examples", level="warn"),
     MetricsEvent(step=3, total_steps=9, train_loss=1.5, valid_loss=None),
+    BaseValidationEvent(valid_loss=6.9, valid_mean_token_accuracy=0.01),
     CheckpointEvent(
         step=3, path="out/checkpoint-3", epoch_end=True, metrics={"train_loss": 1.5}, kept_epoch_steps=[3]
     ),

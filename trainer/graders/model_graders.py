@@ -42,6 +42,7 @@ def validate(grader: ModelGrader, models: ModelCaller | None, param: str) -> Non
             f"The model `{grader.model}` is not served by this server for your organization; a model "
             "grader must use one of the models GET /v1/models lists.",
             f"{param}.model",
+            code="model_not_found",
         )
 
 

@@ -29,12 +29,14 @@ ErrorFlag = Literal[
 
 
 class GraderError(ValueError):
-    """An invalid grader: `message` says what is wrong, `param` where (e.g. `grader.graders.a.source`)."""
+    """An invalid grader: `message` says what is wrong, `param` where (e.g. `grader.graders.a.source`),
+    `code` OpenAI's error code where one fits (`model_not_found`)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
 
 
 class GradingFailure(Exception):
