@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import os
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
 from trainer.data import DataValidationError
-from trainer.events import EventWriter
+from trainer.events import EventWriter, event_stream
 from trainer.formatting import TemplateError
 from trainer.model import ModelLoadError
 from trainer.spec import TrainingSpec
@@ -27,20 +25,12 @@ from trainer.staging import StoredOutputEvents, stage
 from trainer.stopping import StopRequest
 
 
-def _event_stream() -> TextIO:
-    """Keep the real stdout for events and send everything else printed (libraries) to stderr."""
-    events_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(events_fd, "w", buffering=1)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("spec", help="job spec JSON (see trainer/spec.py): a path or an s3:// URL")
     args = parser.parse_args(argv)
     spec = TrainingSpec.read(args.spec)
-    stream = _event_stream()
+    stream = event_stream()
     stop_requested = StopRequest()
     stop_requested.install()
     try:

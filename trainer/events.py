@@ -11,6 +11,8 @@ read them too.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Annotated, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -151,3 +153,12 @@ class EventWriter:
 
     def stopped(self, step: int, checkpoint: str | None) -> None:
         self.emit(StoppedEvent(step=step, checkpoint=checkpoint))
+
+
+def event_stream() -> TextIO:
+    """The process's real stdout, kept for its events (JSON lines; trainer/__main__.py,
+    trainer/export.py); from now on whatever else is printed (libraries) goes to stderr."""
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(events_fd, "w", buffering=1)

@@ -27,10 +27,11 @@ import time
 import traceback
 import zipfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from trainer import storage
 from trainer.checkpoints import RESUME_STATE_FILES
+from trainer.events import event_stream
 from trainer.export_events import ExportedEvent, ExportEventWriter, partial_zip
 
 DEFAULT_MAX_SHARD_SIZE = "5GB"
@@ -130,14 +131,6 @@ def _store_zip(folder: Path, out: str, scratch: Path) -> int:
     return size
 
 
-def _event_stream() -> TextIO:
-    """The real stdout for events; whatever libraries print goes to stderr (the export's log)."""
-    events_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(events_fd, "w", buffering=1)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.export", description=__doc__)
     parser.add_argument("--base", required=True, type=Path, help="the base model's local folder")
@@ -146,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, help="a local working folder (default: a temporary one)")
     parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="e.g. 5GB, 500MB")
     args = parser.parse_args(argv)
-    events = ExportEventWriter(_event_stream())
+    events = ExportEventWriter(event_stream())
     events.message("Merging the adapter into the base model")
     try:
         with contextlib.ExitStack() as cleanup:
