@@ -32,7 +32,7 @@ from service.exports.service import ModelExports
 from service.exports.sources import ExportSources
 from service.exports.store import ExportStore
 from service.files import FileStore, StorageQuota
-from service.graders import GraderService, sandbox_limits
+from service.graders import GraderService, embeddings_endpoint, sandbox_limits
 from service.ids import random_token
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.evaluator import JobEvaluator
@@ -124,7 +124,7 @@ async def _start(
     # Python graders' sandbox: the graders endpoints, reinforcement jobs' grader checks, evaluations.
     sandbox = Sandbox(sandbox_limits(settings))
     chat_limits = ChatLimits(ChatCaps.from_settings(settings))  # chat, and model graders' calls
-    graders = GraderService(catalog, fleet, chat_limits, sandbox)
+    graders = GraderService(catalog, fleet, chat_limits, sandbox, embeddings_endpoint(settings))
     # Jobs with a validation file end with an evaluation report (service/jobs/evaluator.py).
     evaluator = JobEvaluator(settings, jobs, files, fleet, chat_limits, graders.context)
     scheduler = JobScheduler(settings, jobs, checkpoints, files, catalog, fleet, executor, evaluator)

@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     # host, else http://{host}:{port}); in cluster mode, one the Ray nodes reach (a load balancer).
     model_grader_max_concurrent: int = Field(default=8, ge=1, le=64)
     trainer_gateway_url: str | None = Field(default=None, pattern=r"^https?://[^/]+(/.*)?$")
+    # The `cosine` metric of text_similarity graders: an OpenAI-compatible embeddings API (its base
+    # URL, e.g. http://embedder:8000/v1, serving embeddings_model), called by the gateway and by
+    # reinforcement jobs' trainers (so it must be reachable from where trainers run). Unset: cosine
+    # is refused with a 400.
+    embeddings_url: str | None = Field(default=None, pattern=r"^https?://[^/]+(/.*)?$")
+    embeddings_model: str | None = None
+    embeddings_api_key: SecretStr | None = None
     # Evaluation report (service/jobs/evaluator.py): a job with a validation file ends with the base
     # and the fine-tuned model answering its first eval_max_prompts prompts (greedy, at most
     # eval_max_tokens tokens each), given up (a warning, the job still succeeds) after eval_timeout_s:

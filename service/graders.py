@@ -33,6 +33,8 @@ from service.protocol.graders import (
 from trainer.graders import (
     ChatReply,
     ChatRequest,
+    EmbeddingsEndpoint,
+    EndpointEmbedder,
     Grader,
     GraderError,
     GradeResult,
@@ -90,17 +92,31 @@ class EngineModels:
         return chat_reply(payload)
 
 
+def embeddings_endpoint(settings: Settings) -> EmbeddingsEndpoint | None:
+    """Where the cosine metric's embeddings come from (OPENTUNE_EMBEDDINGS_*); None: unset."""
+    if not settings.embeddings_url or not settings.embeddings_model:
+        return None
+    key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
+    return EmbeddingsEndpoint(url=settings.embeddings_url, model=settings.embeddings_model, api_key=key)
+
+
 class GraderService:
     def __init__(
-        self, catalog: ModelResolver, fleet: EngineFleet, limits: ChatLimits, sandbox: Sandbox
+        self,
+        catalog: ModelResolver,
+        fleet: EngineFleet,
+        limits: ChatLimits,
+        sandbox: Sandbox,
+        embeddings: EmbeddingsEndpoint | None = None,
     ) -> None:
         self.catalog, self.fleet, self.limits, self.sandbox = catalog, fleet, limits, sandbox
+        self.embed = EndpointEmbedder(embeddings) if embeddings is not None else None
         # Metrics are CPU-bound: two threads of their own, so slow ones never hold the default pool.
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="grading")
 
     def context(self, org_id: str) -> GradingContext:
         models = EngineModels(self.catalog, self.fleet, self.limits, org_id)
-        return GradingContext(models=models, sandbox=self.sandbox, executor=self.executor)
+        return GradingContext(models=models, embed=self.embed, sandbox=self.sandbox, executor=self.executor)
 
     async def validate(self, org_id: str, grader: Grader) -> GraderValidateResponse:
         return GraderValidateResponse(grader=await self._validated(grader, self.context(org_id)))

@@ -17,6 +17,7 @@ from trainer.data import DataValidationError
 from trainer.events import EventWriter
 from trainer.gateway_models import GatewayModels
 from trainer.graders import (
+    EndpointEmbedder,
     ErrorFlags,
     Grader,
     GraderError,
@@ -46,8 +47,9 @@ def grading_context(settings: ReinforcementSettings, hidden: Sequence[Path]) -> 
         hidden_paths=tuple(hidden),
     )
     access = settings.model_graders
+    embed = EndpointEmbedder(settings.embeddings) if settings.embeddings is not None else None
     return GradingContext(
-        models=GatewayModels(access) if access is not None else None, sandbox=Sandbox(limits)
+        models=GatewayModels(access) if access is not None else None, embed=embed, sandbox=Sandbox(limits)
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from trainer import storage
+from trainer.graders.embeddings import EmbeddingsEndpoint
 
 
 class LoraSettings(BaseModel):
@@ -65,6 +66,8 @@ class ReinforcementSettings(BaseModel):
     python_grader_memory_mb: int = Field(default=512, ge=64)
     # Set by the gateway when the grader has model graders (None: they cannot run).
     model_graders: ModelGraderAccess | None = None
+    # The embeddings API for cosine graders (service/jobs/grader_access.py); None: cosine refused.
+    embeddings: EmbeddingsEndpoint | None = None
 
 
 class TrainingSpec(BaseModel):

@@ -61,12 +61,24 @@ def uses_model_graders(grader: Mapping[str, Any]) -> bool:
     return bool(_types_in(grader) & MODEL_GRADERS)
 
 
+def uses_embeddings(grader: Mapping[str, Any]) -> bool:
+    """Whether the grader, or one of a multi grader's, is text_similarity's cosine."""
+    return any(
+        sub.get("type") == "text_similarity" and sub.get("evaluation_metric") == "cosine"
+        for sub in _graders_in(grader)
+    )
+
+
 def _types_in(grader: Mapping[str, Any]) -> set[str]:
-    """The grader's type and those of a multi grader's graders (an object of named graders)."""
-    found = {str(grader.get("type"))}
+    return {str(sub.get("type")) for sub in _graders_in(grader)}
+
+
+def _graders_in(grader: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The grader and those of a multi grader (an object of named graders), at any depth."""
+    found = [grader]
     subs = grader.get("graders")
     if isinstance(subs, Mapping):
         for sub in subs.values():
             if isinstance(sub, Mapping):
-                found |= _types_in(sub)
+                found += _graders_in(sub)
     return found

@@ -22,6 +22,7 @@ from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.store import Database, GraderTokenRow, JobRow
 from tests.service.test_access import Body, ReadsWholeBody, Reply, http_scope
+from trainer.rewards import grading_context
 from trainer.spec import ReinforcementSettings, TrainingSpec
 
 ORG = "org-acme"
@@ -207,3 +208,31 @@ def test_the_trainer_s_gateway_address() -> None:
     assert Settings(host="10.0.0.5", port=9).resolved_trainer_gateway_url == "http://10.0.0.5:9"
     lb = Settings(trainer_gateway_url="http://lb.internal:8000/")
     assert lb.resolved_trainer_gateway_url == "http://lb.internal:8000"
+
+
+def test_a_trainer_with_a_cosine_grader_gets_the_embeddings_endpoint(db: Database, tmp_path: Path) -> None:
+    cosine = {
+        "type": "text_similarity",
+        "name": "close",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.answer}}",
+        "evaluation_metric": "cosine",
+    }
+    multi = {"type": "multi", "name": "m", "calculate_output": "a", "graders": {"a": cosine}}
+    configured = Settings(
+        data_dir=tmp_path,
+        embeddings_url="http://embedder:8000/v1",
+        embeddings_model="embed-small",
+        embeddings_api_key="emb-secret",
+    )
+    spec = GraderAccess.from_settings(configured, db).for_trainer(_spec(tmp_path, multi))
+    assert spec.reinforcement is not None and spec.reinforcement.embeddings is not None
+    given = spec.reinforcement.embeddings
+    assert (given.url, given.model, given.api_key) == ("http://embedder:8000/v1", "embed-small", "emb-secret")
+    assert "emb-secret" not in repr(spec)
+    assert spec.reinforcement.model_graders is None  # no model grader: no token
+    assert grading_context(spec.reinforcement, []).embed is not None  # the trainer's side
+    others = GraderAccess.from_settings(configured, db).for_trainer(_spec(tmp_path, STRING_CHECK))
+    assert others.reinforcement is not None and others.reinforcement.embeddings is None
+    unset = GraderAccess.from_settings(Settings(data_dir=tmp_path), db).for_trainer(_spec(tmp_path, multi))
+    assert unset.reinforcement is not None and unset.reinforcement.embeddings is None

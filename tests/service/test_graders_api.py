@@ -30,9 +30,10 @@ from service.jobs.checkpoints import CheckpointStore
 from service.jobs.model_records import JobModelRecords
 from service.jobs.store import JobStore
 from service.store import Database
+from tests.service.fake_embedder import Embedder
 from tests.service.fake_engine import one_replica
 from tests.service.threaded_server import serve_in_thread
-from trainer.graders import Sandbox, SandboxLimits
+from trainer.graders import EmbeddingsEndpoint, Sandbox, SandboxLimits
 
 MODEL = "tiny"
 RUN = "/v1/fine_tuning/alpha/graders/run"
@@ -91,7 +92,9 @@ def _org_from_header(request: Request) -> Principal:
 
 
 @contextmanager
-def _gateway(tmp_path: Path, sandbox: Sandbox) -> Iterator[Gateway]:
+def _gateway(
+    tmp_path: Path, sandbox: Sandbox, embeddings: EmbeddingsEndpoint | None = None
+) -> Iterator[Gateway]:
     engine = FakeEngine()
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.migrate()
@@ -104,7 +107,7 @@ def _gateway(tmp_path: Path, sandbox: Sandbox) -> Iterator[Gateway]:
         unused: Any = None  # the graders router touches none of the rest
         parts = Components(**dict.fromkeys(Components.__dataclass_fields__, unused))
         parts.catalog, parts.fleet, parts.chat_limits = catalog, fleet, limits
-        parts.graders = GraderService(catalog, fleet, limits, sandbox)
+        parts.graders = GraderService(catalog, fleet, limits, sandbox, embeddings)
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -281,3 +284,31 @@ def test_hostile_values_are_400s_not_500s(gateway: Gateway) -> None:
     ):
         answer = gateway.http.post(RUN, json={"grader": grader, "model_sample": json.dumps([[]] * 10)})
         assert answer.status_code in (200, 400), (grader["type"], answer.text[:200])
+
+
+def test_cosine_is_a_400_without_an_embeddings_api_and_scores_with_one(tmp_path: Path) -> None:
+    cosine = {
+        "type": "text_similarity",
+        "name": "close",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.city}}",
+        "evaluation_metric": "cosine",
+    }
+    body = {"grader": cosine, "model_sample": "aab", "item": {"city": "b"}}
+    sandbox = Sandbox(SandboxLimits(time_limit_s=5))
+    (tmp_path / "without").mkdir()
+    (tmp_path / "with").mkdir()
+    with _gateway(tmp_path / "without", sandbox) as gateway:
+        refused = gateway.http.post(RUN, json=body)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "grader.evaluation_metric"
+        assert "embedding model" in refused.json()["error"]["message"]
+    embedder = Embedder()
+    with serve_in_thread(embedder.app()) as url:
+        endpoint = EmbeddingsEndpoint(url=f"{url}/v1", model="embed-small")
+        with _gateway(tmp_path / "with", sandbox, endpoint) as gateway:
+            answer = gateway.http.post(RUN, json=body)
+            assert answer.status_code == 200, answer.text
+            # "aab" -> (2, 1, 0), "b" -> (0, 1, 0): cosine 1 / sqrt(5).
+            assert answer.json()["reward"] == pytest.approx(1 / 5**0.5)
+    assert embedder.requests[0]["body"] == {"model": "embed-small", "input": ["aab", "b"]}

@@ -7,6 +7,7 @@ later, reinforcement fine-tuning's rewards use the same code. It never imports s
 """
 
 from trainer.graders.context import ChatReply, ChatRequest, GradingContext, ModelCaller, ModelCallError
+from trainer.graders.embeddings import EmbeddingsEndpoint, EndpointEmbedder
 from trainer.graders.grading import grade, parse_grader, validate
 from trainer.graders.models import Grader
 from trainer.graders.results import ErrorFlags, GraderError, GradeResult, GradingFailure, TokenUsage
@@ -16,6 +17,8 @@ from trainer.graders.templates import Sample
 __all__ = [
     "ChatReply",
     "ChatRequest",
+    "EmbeddingsEndpoint",
+    "EndpointEmbedder",
     "ErrorFlags",
     "GradeResult",
     "Grader",

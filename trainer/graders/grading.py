@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from trainer.graders import model_graders, multi, python_grader, string_check, text_similarity
-from trainer.graders.context import GradingContext
+from trainer.graders.context import GradingContext, ModelCallError
 from trainer.graders.models import (
     Grader,
     LabelModelGrader,
@@ -104,7 +104,10 @@ async def _score(
         if grader.evaluation_metric == "cosine":
             if context.embed is None:
                 raise GradingFailure("other_error", "no embedding model is configured")
-            return text_similarity.cosine(await context.embed([text, reference]))
+            try:
+                return text_similarity.cosine(await context.embed([text, reference]))
+            except ModelCallError as exc:
+                raise GradingFailure("other_error", str(exc)) from None
         metric = grader.evaluation_metric
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
