@@ -23,6 +23,7 @@ from trainer.progress import CSV_COLUMNS
 from trainer.rewards import GraderReward, checked_grader, grading_context
 from trainer.spec import ReinforcementSettings, TrainingSpec
 from trainer.stopping import StopRequest
+from trainer.structured_sampling import compile_response_format, constrain_generation
 
 REWARD_COLUMNS = ["train_reward_mean", "valid_reward_mean"]
 
@@ -151,6 +152,10 @@ def run_rft(spec: TrainingSpec, events: EventWriter, stop_requested: StopRequest
         peft_config=peft_config,
         callbacks=[progress, GradingSummary(reward)],
     )
+    stop_ids = model.generation_config.eos_token_id
+    grammar = compile_response_format(settings.response_format, run.tokenizer, model.config, stop_ids)
+    if grammar is not None:
+        constrain_generation(trainer.model, grammar)
     prompts = [_prompt(example.messages) for example in examples[:3]]
     # Prompt and completion tokens through the model, as TRL counts them (known once trained).
     run.fit(trainer, progress, lambda: int(trainer.state.num_input_tokens_seen), prompts)

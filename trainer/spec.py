@@ -56,6 +56,9 @@ class ReinforcementSettings(BaseModel):
     # Completions sampled per prompt: GRPO's group, whose rewards are compared with each other.
     num_generations: int = Field(default=4, ge=2)
     max_completion_tokens: int = Field(default=64, ge=1)
+    # OpenAI's response_format (json_schema, json_object, text): the sampled answers' constraint
+    # (trainer/structured_sampling.py).
+    response_format: dict[str, Any] | None = None
     temperature: float = Field(default=1.0, gt=0)
     # Training steps between evaluations on the validation file (None: evaluations_per_job spread).
     eval_interval: int | None = Field(default=None, ge=1)

@@ -38,8 +38,24 @@ def check_method(method: ReinforcementMethod, context: GradingContext) -> dict[s
         raise InvalidRequest(exc.message, param=exc.param or GRADER_PARAM, code=exc.code) from None
     options: dict[str, Any] = {"grader": method.grader}
     if method.response_format is not None:
-        options["response_format"] = method.response_format
+        options["response_format"] = _checked_response_format(method.response_format)
     return options
+
+
+def _checked_response_format(response_format: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's shapes only: the trainer constrains its sampled answers with it (a JSON schema's
+    own mistakes are found when the trainer compiles it: the job fails with the reason)."""
+    kind = response_format.get("type")
+    schema = response_format.get("json_schema")
+    if kind not in ("text", "json_object", "json_schema") or (
+        kind == "json_schema" and not (isinstance(schema, dict) and isinstance(schema.get("schema"), dict))
+    ):
+        raise InvalidRequest(
+            'response_format must be {"type": "text"}, {"type": "json_object"} or '
+            '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
+            param="method.reinforcement.response_format",
+        )
+    return response_format
 
 
 def settings_for(
@@ -52,6 +68,7 @@ def settings_for(
         num_generations=resolved.samples_per_prompt or SAMPLES_PER_PROMPT,
         eval_interval=resolved.eval_interval,
         eval_samples=resolved.eval_samples or 1,
+        response_format=options.get("response_format"),
         **{key: value for key, value in sampling.items() if value is not None},
     )
 

@@ -112,6 +112,22 @@ def test_model_graders_on_a_model_the_organization_can_use_are_kept(tmp_path: Pa
     assert refused.value.param == "method.reinforcement.grader.graders.a.model"
 
 
+def test_a_response_format_is_checked_and_reaches_the_trainer() -> None:
+    schema = {"type": "json_schema", "json_schema": {"name": "d", "schema": {"type": "object"}}}
+    method = ReinforcementMethod.model_validate({"grader": STRING_CHECK, "response_format": schema})
+    options = check_method(method, GradingContext())
+    assert options["response_format"] == schema
+    resolved = resolve_hyperparameters({}, n_examples=40, method="reinforcement")
+    training = parse_training_options({}, max_lora_rank=64)
+    assert settings_for(options, resolved, training).response_format == schema
+    no_schema = {"type": "json_schema", "json_schema": {"schema": 1}}
+    for bad in ({"type": "xml"}, {"type": "json_schema"}, no_schema):
+        wrong = ReinforcementMethod.model_validate({"grader": STRING_CHECK, "response_format": bad})
+        with pytest.raises(InvalidRequest) as refused:
+            check_method(wrong, GradingContext())
+        assert refused.value.param == "method.reinforcement.response_format"
+
+
 def test_hyperparameters_resolve_with_reinforcements_own() -> None:
     requested = _method(STRING_CHECK, compute_multiplier=2, eval_samples=3).hyperparameters.model_dump()
     resolved = resolve_hyperparameters(requested, n_examples=40, method="reinforcement")
