@@ -13,7 +13,6 @@ oldest first, while fewer than `max_concurrent` run here and memory admits them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from service.exports.outcomes import ExportOutcomes, model_deleted
 from service.exports.sources import ExportSources, memory_shortfall
 from service.files import FileStore
 from service.ids import new_id
+from service.pass_loop import PassLoop
 from service.store import ModelExportRow
 
 logger = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ class ExportRunner:
         self._waiting_for_memory: set[str] = set()  # queued exports whose wait was logged
         self._saw_queued = False
         self._next_lease_check = 0.0
-        self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._passes = PassLoop("model-exports", self.run_pass, self._pause_s)
         self._shutting_down = False
 
     @property
@@ -91,19 +89,15 @@ class ExportRunner:
         return list(self._running)
 
     async def start(self) -> None:
-        self._event_loop = asyncio.get_running_loop()
         await self._recover(own_too=True)  # this gateway's exports of its previous run
         self._next_lease_check = time.monotonic() + self.claims.lease_s / 3
-        self._loop_task = asyncio.create_task(self._loop(), name="model-exports")
+        self._passes.start()
 
     async def stop(self) -> None:
         """Running exports' processes are killed (an export cannot save half its work) and their
         exports queued again at once, without counting the attempt."""
         self._shutting_down = True
-        if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        await self._passes.stop()
         stopped = dict(self._running)
         for run in stopped.values():
             run.process.kill()
@@ -115,17 +109,10 @@ class ExportRunner:
 
     def notify(self) -> None:
         """Look at the queue now (called from request handlers' worker threads)."""
-        if self._event_loop is not None:
-            self._event_loop.call_soon_threadsafe(self._wake.set)
+        self._passes.wake()
 
-    async def _loop(self) -> None:
-        while not self._shutting_down:
-            self._wake.clear()
-            await self.run_pass()
-            busy = self._running or self._saw_queued
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.policy.poll_s if busy else _IDLE_POLL_S):
-                    await self._wake.wait()
+    def _pause_s(self) -> float:
+        return self.policy.poll_s if self._running or self._saw_queued else _IDLE_POLL_S
 
     async def run_pass(self) -> None:
         """One pass; a step that fails is logged and the next one runs."""

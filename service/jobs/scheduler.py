@@ -13,7 +13,6 @@ Whatever goes wrong with one job fails that job only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -36,6 +35,7 @@ from service.jobs.progress import ProgressRecorder, Replay
 from service.jobs.states import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.validation import FileValidator
+from service.pass_loop import PassLoop
 from service.store import JobRow
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,11 @@ class JobScheduler:
         self.inputs = AdmissionInputs(settings, files, catalog, fleet, executor, self.housekeeping)
         self.progress = ProgressRecorder(jobs, checkpoints)
         self.outcomes = Outcomes(jobs, files, fleet, self.leases.owner, evaluator)
-        self._wake = asyncio.Event()
         self._runs: dict[str, TrainerRun] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
         self._told_to_wait: set[str] = set()  # queued jobs whose wait for memory was announced
         self._last_start_by_org: dict[str, float] = {}  # when each organization last had a turn
-        self._loop_task: asyncio.Task[None] | None = None
+        self._passes = PassLoop("job-scheduler", self.run_pass, self._pause_s)
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
         self._queued_seen = False  # whether the last pass found queued jobs (_pause_s)
@@ -82,16 +81,13 @@ class JobScheduler:
     async def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
         await self._adopt_orphans(startup=True)
-        self._loop_task = asyncio.create_task(self._loop(), name="job-scheduler")
+        self._passes.start()
 
     async def stop(self) -> None:
         """Trainers are asked to checkpoint and exit; their jobs stay `running`, their leases given
         up, for the next gateway to continue (`_adopt_orphans`)."""
         self._shutting_down = True
-        if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        await self._passes.stop()
         await self.validator.stop()
         supervised = list(self._runs)
         for run in list(self._runs.values()):
@@ -138,8 +134,7 @@ class JobScheduler:
     # notify() and stop_trainer() are called from request handlers' worker threads: hop onto the loop.
 
     def notify(self) -> None:
-        if self._event_loop is not None:
-            self._event_loop.call_soon_threadsafe(self._wake.set)
+        self._passes.wake()
 
     def stop_trainer(self, job_id: str) -> None:
         """Ask the job's trainer, if one runs, to checkpoint and exit; the caller already changed the
@@ -154,16 +149,6 @@ class JobScheduler:
             asyncio.get_running_loop().call_later(self.settings.trainer_stop_grace_s, run.kill)
 
     # -- the loop --------------------------------------------------------------------------------
-
-    async def _loop(self) -> None:
-        # Python 3.11's wait_for can swallow a cancellation that arrives as its timeout fires (the
-        # loop then never ended and shutdown hung); asyncio.timeout does not, and the flag ends it too.
-        while not self._shutting_down:
-            self._wake.clear()
-            await self.run_pass()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._pause_s()):
-                    await self._wake.wait()
 
     def _pause_s(self) -> float:
         """Until the next pass: `scheduler_poll_s` while there is work to follow; longer when there

@@ -343,8 +343,8 @@ async def test_a_gateway_that_stops_renewing_loses_its_job_to_another(
     job_id = a.job()
     stranded = await a.run_of(job_id)
     # A hangs (cut off from the database, say): its loop stops, its trainer keeps running.
-    assert a.scheduler._loop_task is not None
-    a.scheduler._loop_task.cancel()
+    assert a.scheduler._passes._task is not None
+    a.scheduler._passes._task.cancel()
     await b.scheduler.start()
     try:
         adopted = await b.run_of(job_id)  # after A's lease expired, from the latest checkpoint
