@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     engine_max_model_len: int | None = None
     engine_gpu_memory_utilization: float | None = None
     engine_cpu_kvcache_gib: int = 2
+    # vLLM's CPU build: the nice value of the engine core process, which spins while it waits for
+    # its worker and otherwise starves the gateway on a machine whose cores are all busy
+    # (service/engine/cpu_priority.py); 0 leaves it as it is.
+    engine_cpu_scheduler_nice: int = Field(default=10, ge=0, le=19)
     engine_extra_args: list[str] = Field(default_factory=list)
 
     # Training.

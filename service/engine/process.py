@@ -16,6 +16,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.engine.client import EngineClient
+from service.engine.cpu_priority import lower_engine_core_priority
 from service.engine.tool_calls import tool_call_parser
 from service.errors import EngineStartError
 from service.ids import random_token
@@ -125,6 +126,15 @@ def engine_environment(
     return env | share.gpu()
 
 
+def calm_engine_core(session_id: int, nice: int) -> bool:
+    """On vLLM's CPU build, the engine core of the engine leading session `session_id` at `nice`
+    (service/engine/cpu_priority.py: why; Settings.engine_cpu_scheduler_nice). True once done, or
+    when there is nothing to do."""
+    if not is_cpu_build() or nice == 0:
+        return True
+    return lower_engine_core_priority(session_id, nice)
+
+
 class ManagedEngine:
     def __init__(
         self,
@@ -168,6 +178,7 @@ class ManagedEngine:
                 )
             if await client.is_healthy():
                 logger.info("Engine ready at %s", self.url)
+                calm_engine_core(self._process.pid, self.settings.engine_cpu_scheduler_nice)
                 return
             await asyncio.sleep(0.5)
         await self.stop()

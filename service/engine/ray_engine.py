@@ -34,7 +34,13 @@ from typing import Any
 from service.config import Settings
 from service.engine.adapter_cache import AdapterCache
 from service.engine.client import EngineClient
-from service.engine.process import engine_arguments, engine_environment, free_port, vllm_command
+from service.engine.process import (
+    calm_engine_core,
+    engine_arguments,
+    engine_environment,
+    free_port,
+    vllm_command,
+)
 from service.errors import EngineStartError
 from service.ids import random_token
 from service.metrics import ENGINE_RESTARTS
@@ -51,7 +57,9 @@ class EngineHost:
     """The actor: runs on a Ray node, with one vLLM server as its child. Ray starts a new one (and
     so a new engine, on a new port with a new key) whenever it dies."""
 
-    def __init__(self, arguments: list[str], env: dict[str, str], cache_entries: int) -> None:
+    def __init__(
+        self, arguments: list[str], env: dict[str, str], cache_entries: int, scheduler_nice: int = 0
+    ) -> None:
         import ray
 
         ip = ray.util.get_node_ip_address()
@@ -70,6 +78,8 @@ class EngineHost:
                 **child_process_options(**env, VLLM_API_KEY=self.api_key),
             )
         threading.Thread(target=self._exit_with_engine, daemon=True).start()
+        self.scheduler_nice = scheduler_nice
+        self._engine_core_calm = False
 
     def _exit_with_engine(self) -> None:
         status = self.process.wait()
@@ -77,7 +87,10 @@ class EngineHost:
         os._exit(1)  # the actor goes with its engine, so that Ray starts both again
 
     def address(self) -> tuple[str, str]:
-        """Where the engine listens, and its key."""
+        """Where the engine listens, and its key. (Gateways ask every few seconds: once vLLM's
+        engine core is there, its priority is lowered, as for a local engine.)"""
+        if not self._engine_core_calm:
+            self._engine_core_calm = calm_engine_core(self.process.pid, self.scheduler_nice)
         return self.url, self.api_key
 
     def stage_adapter(self, location: str) -> str:
@@ -146,7 +159,8 @@ class RayEngine:
         }
         host = ray.remote(EngineHost)
         entries = 4 * self.settings.engine_max_adapters
-        return host.options(**options).remote(self.arguments, self.env, entries)
+        nice = self.settings.engine_cpu_scheduler_nice
+        return host.options(**options).remote(self.arguments, self.env, entries, nice)
 
     def call(self, method: str, *args: Any, timeout_s: float = _CALL_TIMEOUT_S) -> Any:
         """Call the actor (blocking: run it in a thread)."""

@@ -53,3 +53,18 @@ def engine_pid(port: int) -> int:
             if b"vllm.entrypoints.openai.api_server" in cmdline and str(port).encode() in cmdline:
                 return int(proc.name)
     raise AssertionError(f"no engine on port {port}")
+
+
+def engine_nice_values(port: int) -> dict[str, set[int]]:
+    """The nice values of the threads of the managed vLLM on `port`, by process: "server" (its HTTP
+    server), "VLLM::EngineCore", "VLLM::Worker" (service/engine/cpu_priority.py lowers the engine
+    core's)."""
+    root = engine_pid(port)
+    values: dict[str, set[int]] = {}
+    for pid, command in {root: "server", **descendants(root)}.items():
+        name = command.split(" ")[0] if command.startswith("VLLM::") else "server"
+        with contextlib.suppress(OSError):
+            for task in (Path("/proc") / str(pid) / "task").iterdir():
+                nice = int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+                values.setdefault(name, set()).add(nice)
+    return values

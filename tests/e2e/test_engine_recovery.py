@@ -16,7 +16,7 @@ from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
 from tests.e2e.jobs import wait_for_job
-from tests.e2e.processes import descendants, engine_pid
+from tests.e2e.processes import descendants, engine_nice_values, engine_pid
 from tests.e2e.server import running_server
 from tests.strict_format import jsonl, training_examples
 
@@ -80,3 +80,5 @@ def test_engine_killed_mid_traffic_comes_back(tiny_model: Path, tmp_path: Path) 
             model=model, messages=[{"role": "user", "content": "x"}], max_tokens=2
         )
         assert reply.model == model  # its adapter was loaded again on demand
+        # The new engine's core spins as the first one did: lowered too (service/engine/cpu_priority.py).
+        assert engine_nice_values(urlparse(server.engine_url).port or 0)["VLLM::EngineCore"] == {10}

@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, BASE_MODEL
 from tests.e2e.jobs import wait_for_job
-from tests.e2e.processes import descendants, engine_pid
+from tests.e2e.processes import descendants, engine_nice_values, engine_pid
 from tests.e2e.server import Server, running_server
 from tests.ray_cluster import RayCluster, ray_cluster
 from tests.strict_format import jsonl, training_examples
@@ -73,6 +73,10 @@ def test_engine_on_ray_serves_is_restarted_by_ray_and_outlives_the_gateway(
         assert root not in descendants(server.process.pid)  # Ray's, not the gateway's
         client = OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0)
         assert _ask(client, BASE_MODEL)
+        # The actor lowers its engine core's priority as a local engine's is (cpu_priority.py).
+        port = urlparse(first_url).port or 0
+        core_nice = lambda: engine_nice_values(port).get("VLLM::EngineCore")  # noqa: E731
+        _wait(lambda: core_nice() == {10}, 30, "the engine core at nice 10", server)
         file = client.files.create(
             file=("t.jsonl", io.BytesIO(jsonl(training_examples(10)))), purpose="fine-tune"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlparse
 
 import httpx
 import openai
@@ -11,6 +12,7 @@ from openai import OpenAI
 
 from tests.e2e.conftest import BASE_MODEL, Server
 from tests.e2e.engine_key import engine_headers
+from tests.e2e.processes import engine_nice_values
 
 pytestmark = pytest.mark.e2e
 
@@ -262,3 +264,11 @@ def test_engine_errors_keep_openai_shape(client: OpenAI) -> None:
         )
     assert isinstance(err.value.body, dict) and err.value.body.get("message")
     assert err.value.code is None or isinstance(err.value.code, str)
+
+
+def test_the_cpu_engine_core_gives_way_to_the_gateway_and_the_model(server: Server) -> None:
+    """vLLM's engine core spins while it waits for its worker (service/engine/cpu_priority.py):
+    lowered to nice 10, every one of its threads; the worker (the model) and the HTTP server not."""
+    values = engine_nice_values(urlparse(server.engine_url).port or 0)
+    assert values["VLLM::EngineCore"] == {10}, values
+    assert values["VLLM::Worker"] == {0} and values["server"] == {0}, values
