@@ -10,9 +10,12 @@ to 2 s at a time: the gateway, vLLM's own HTTP server and the kernel thread that
 packets (ksoftirqd). Streams stalled, then arrived in one burst, and half the load rounds at 16
 concurrent streams ran at a fifth of the engine's speed, direct or relayed alike.
 
-At nice 10 the spinner gets only the CPU time nobody else wants; the worker (the model) and the
-HTTP server keep their priority. Same machine, same load: every round at full speed (about
-1,000 output tokens/s), where at nice 0 half the rounds fell to 130-430 (bench/serving.py).
+Two causes, two fixes, each of which alone ended the stalls (measured on the same machine and
+load: every round at full speed, about 1,000 output tokens/s with 16 streams side by side, where
+before half the rounds fell to 130-430): a yield only makes way within the yielder's autogroup
+(one per session), so engines now run in the gateway's session (service/processes.py); and here,
+the spinner runs at nice 10, so it gets only the CPU time nobody else wants, whatever groups the
+machine's scheduler uses, while the worker (the model) and the HTTP server keep their priority.
 
 Only the engine core is lowered, after it started: its worker is its child, started before, and
 keeps the priority it was born with. Raising a nice value needs no privilege.
@@ -32,15 +35,15 @@ logger = logging.getLogger(__name__)
 _ENGINE_CORE_TITLE = b"VLLM::EngineCore"
 
 
-def lower_engine_core_priority(session_id: int, nice: int) -> bool:
-    """Give every thread of the vLLM engine core processes in session `session_id` (a managed
-    engine leads its own session: service/processes.py) the priority `nice`. True if one was found
+def lower_engine_core_priority(group_id: int, nice: int) -> bool:
+    """Give every thread of the vLLM engine core processes in process group `group_id` (a managed
+    engine leads its own: service/processes.py) the priority `nice`. True if one was found
     (it starts a few seconds after vLLM's HTTP server process; by the time the server answers
     health checks it is there)."""
     if not sys.platform.startswith("linux"):
         return False
     found = False
-    for pid in _engine_cores(session_id):
+    for pid in _engine_cores(group_id):
         found = True
         with contextlib.suppress(OSError):  # it may exit meanwhile
             for tid in os.listdir(f"/proc/{pid}/task"):
@@ -51,7 +54,7 @@ def lower_engine_core_priority(session_id: int, nice: int) -> bool:
     return found
 
 
-def _engine_cores(session_id: int) -> Iterator[int]:
+def _engine_cores(group_id: int) -> Iterator[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -59,7 +62,7 @@ def _engine_cores(session_id: int) -> Iterator[int]:
             with open(f"/proc/{entry}/stat", "rb") as stat:
                 # After the command name in parentheses: state, ppid, pgrp, session, ...
                 fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) != session_id:
+            if int(fields[2]) != group_id:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
                 if cmdline.read().startswith(_ENGINE_CORE_TITLE):

@@ -21,7 +21,7 @@ from service.engine.tool_calls import tool_call_parser
 from service.errors import EngineStartError
 from service.ids import random_token
 from service.metrics import ENGINE_RESTARTS
-from service.processes import child_process_options, stop_process
+from service.processes import serving_process_options, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +126,13 @@ def engine_environment(
     return env | share.gpu()
 
 
-def calm_engine_core(session_id: int, nice: int) -> bool:
-    """On vLLM's CPU build, the engine core of the engine leading session `session_id` at `nice`
+def calm_engine_core(group_id: int, nice: int) -> bool:
+    """On vLLM's CPU build, the engine core of the engine leading process group `group_id` at `nice`
     (service/engine/cpu_priority.py: why; Settings.engine_cpu_scheduler_nice). True once done, or
     when there is nothing to do."""
     if not is_cpu_build() or nice == 0:
         return True
-    return lower_engine_core_priority(session_id, nice)
+    return lower_engine_core_priority(group_id, nice)
 
 
 class ManagedEngine:
@@ -167,7 +167,7 @@ class ManagedEngine:
                 *command,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                **child_process_options(**engine_environment(self.settings, api_key, self.share)),
+                **serving_process_options(**engine_environment(self.settings, api_key, self.share)),
             )
         deadline = time.monotonic() + self.settings.engine_startup_timeout_s
         while time.monotonic() < deadline:

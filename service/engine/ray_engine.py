@@ -44,7 +44,7 @@ from service.engine.process import (
 from service.errors import EngineStartError
 from service.ids import random_token
 from service.metrics import ENGINE_RESTARTS
-from service.processes import child_process_options
+from service.processes import serving_process_options
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class EngineHost:
                 vllm_command(sys.executable, ip, port) + arguments,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                **child_process_options(**env, VLLM_API_KEY=self.api_key),
+                **serving_process_options(**env, VLLM_API_KEY=self.api_key),
             )
         threading.Thread(target=self._exit_with_engine, daemon=True).start()
         self.scheduler_nice = scheduler_nice

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from urllib.parse import urlparse
 
 import httpx
@@ -12,7 +13,7 @@ from openai import OpenAI
 
 from tests.e2e.conftest import BASE_MODEL, Server
 from tests.e2e.engine_key import engine_headers
-from tests.e2e.processes import engine_nice_values
+from tests.e2e.processes import engine_nice_values, engine_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -269,6 +270,10 @@ def test_engine_errors_keep_openai_shape(client: OpenAI) -> None:
 def test_the_cpu_engine_core_gives_way_to_the_gateway_and_the_model(server: Server) -> None:
     """vLLM's engine core spins while it waits for its worker (service/engine/cpu_priority.py):
     lowered to nice 10, every one of its threads; the worker (the model) and the HTTP server not."""
-    values = engine_nice_values(urlparse(server.engine_url).port or 0)
+    port = urlparse(server.engine_url).port or 0
+    values = engine_nice_values(port)
     assert values["VLLM::EngineCore"] == {10}, values
     assert values["VLLM::Worker"] == {0} and values["server"] == {0}, values
+    # Its own process group, in the gateway's session (service/processes.py: why).
+    engine = engine_pid(port)
+    assert os.getpgid(engine) == engine and os.getsid(engine) == os.getsid(server.process.pid)

@@ -1,5 +1,5 @@
-"""service/engine/cpu_priority.py: the engine core of one engine's session, every thread of it,
-and nothing else, gets the lower priority."""
+"""service/engine/cpu_priority.py: the engine core of one engine's process group, every thread of
+it, and nothing else, gets the lower priority."""
 
 from __future__ import annotations
 
@@ -20,18 +20,19 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 _THREADED = "import threading, time; [threading.Thread(target=time.sleep, args=(60,), daemon=True).start() for _ in range(3)]; time.sleep(60)"  # noqa: E501
 
 
-def _session(script: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["bash", "-c", script], start_new_session=True)
+def _group(script: str) -> subprocess.Popen[bytes]:
+    """A process group as an engine's (service/processes.py): its leader and what it starts."""
+    return subprocess.Popen(["bash", "-c", script], process_group=0)
 
 
 def _titled(pid: int, title: str) -> list[int]:
-    """Processes of session `pid` whose command line starts with `title`."""
+    """Processes of process group `pid` whose command line starts with `title`."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == pid and (proc / "cmdline").read_bytes().startswith(title.encode()):
+                if int(fields[2]) == pid and (proc / "cmdline").read_bytes().startswith(title.encode()):
                     found.append(int(proc.name))
             except OSError:
                 continue
@@ -43,7 +44,7 @@ def _nice_values(pid: int) -> set[int]:
 
 
 @pytest.fixture
-def sessions() -> Iterator[list[subprocess.Popen[bytes]]]:
+def groups() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:
@@ -58,17 +59,17 @@ def _wait_for(pid: int, title: str, threads: int = 1) -> int:
         if found and len(os.listdir(f"/proc/{found[0]}/task")) >= threads:
             return found[0]
         time.sleep(0.05)
-    raise AssertionError(f"no {title} in session {pid}")
+    raise AssertionError(f"no {title} in process group {pid}")
 
 
-def test_only_the_engine_core_of_the_given_session_is_lowered(
-    sessions: list[subprocess.Popen[bytes]],
+def test_only_the_engine_core_of_the_given_process_group_is_lowered(
+    groups: list[subprocess.Popen[bytes]],
 ) -> None:
-    engine = _session(
+    engine = _group(
         f"exec -a VLLM::EngineCore {sys.executable} -c '{_THREADED}' & exec -a VLLM::Worker sleep 60 & wait"
     )
-    other = _session("exec -a VLLM::EngineCore sleep 60 & wait")  # another engine's
-    sessions += [engine, other]
+    other = _group("exec -a VLLM::EngineCore sleep 60 & wait")  # another engine's
+    groups += [engine, other]
     core = _wait_for(engine.pid, "VLLM::EngineCore", threads=4)
     worker = _wait_for(engine.pid, "VLLM::Worker")
     elsewhere = _wait_for(other.pid, "VLLM::EngineCore")
@@ -81,8 +82,8 @@ def test_only_the_engine_core_of_the_given_session_is_lowered(
     assert _nice_values(elsewhere) == {0}
 
 
-def test_a_session_without_an_engine_core_yet_says_so(sessions: list[subprocess.Popen[bytes]]) -> None:
-    starting = _session("exec -a VLLM::Worker sleep 60 & wait")
-    sessions.append(starting)
+def test_a_group_without_an_engine_core_yet_says_so(groups: list[subprocess.Popen[bytes]]) -> None:
+    starting = _group("exec -a VLLM::Worker sleep 60 & wait")
+    groups.append(starting)
     _wait_for(starting.pid, "VLLM::Worker")
     assert not lower_engine_core_priority(starting.pid, 10)
