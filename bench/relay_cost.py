@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.bare_relay import bare_relay
 from bench.baseline_gateway import BASELINE_COMMIT, BASELINE_LABEL, available, baseline_gateway
 from bench.litellm_peer import installed, litellm_proxy
 from bench.load import KEY, load
@@ -40,12 +41,15 @@ class Relay:
         processes = [self.process] + (self.process.children(recursive=True) if self.with_children else [])
         return sum(sum(p.cpu_times()[:2]) for p in processes)
 
-    def measure(self, direct: dict[str, float], requests: int, concurrency: int, max_tokens: int) -> None:
+    def run(self, requests: int, concurrency: int, max_tokens: int) -> dict[str, float]:
         before = self.cpu_time()
         result = asyncio.run(load(self.url, ["tiny"], requests, concurrency, max_tokens, self.key))
         self.cpu_s += self.cpu_time() - before
         self.tokens += result["tokens"]
         self.errors += int(result["errors"])
+        return result
+
+    def compare(self, result: dict[str, float], direct: dict[str, float]) -> None:
         self.ratios.append(result["tokens_per_s"] / direct["tokens_per_s"])
         self.p50s.append(result["p50_ms"] - direct["p50_ms"])
         self.p99s.append(result["p99_ms"] - direct["p99_ms"])
@@ -65,15 +69,15 @@ def relay_cost(
     requests: int,
     max_tokens: int,
     peer: bool,
-    rounds: int = 5,
+    rounds: int = 7,
     baseline_model: Path | None = None,
 ) -> None:
     """opentune (and LiteLLM's proxy, `peer`; and, given `baseline_model`, the gateway as it was
-    before issue 13's relay work, bench/baseline_gateway.py) vs the same vLLM called directly, in `rounds`
-    back-to-back runs; each figure is the median over the rounds (this machine's speed drifts by 2x
-    between minutes, so a best-of or a mean compares different machines). Also each relay's CPU
-    seconds per 1,000 relayed tokens: on a shared CPU, what the relay takes from the engine, and
-    far steadier than tok/s."""
+    before issue 13's relay work, bench/baseline_gateway.py) vs the same vLLM called directly, in
+    `rounds` rounds (direct, each relay, direct again); each figure is the median over the rounds
+    (this machine's speed drifts between minutes, so a best-of or a mean compares different
+    machines). Also each relay's CPU seconds per 1,000 relayed tokens: on a shared CPU, what the
+    relay takes from the engine, and far steadier than tok/s."""
     engine_key = engine_api_key(server.engine_url)
     with contextlib.ExitStack() as stack:
         relays = [Relay("opentune", server.url, KEY, psutil.Process(server.process.pid))]
@@ -84,6 +88,15 @@ def relay_cost(
                 relays.append(Relay(BASELINE_LABEL, before.url, KEY, psutil.Process(before.process.pid)))
             else:
                 print(f"(no baseline: commit {BASELINE_COMMIT} is not in this checkout)")
+        floor = stack.enter_context(bare_relay(server.engine_url, engine_key))
+        relays.append(
+            Relay(
+                "bare relay (the floor: bench/bare_relay.py)",
+                floor.url,
+                "",
+                psutil.Process(floor.process.pid),
+            )
+        )
         if peer:
             _, version = installed()
             proxy = stack.enter_context(litellm_proxy(server.engine_url, engine_key, "tiny", KEY))
@@ -96,17 +109,30 @@ def relay_cost(
         for relay in relays:
             asyncio.run(load(relay.url, ["tiny"], 32, 16, max_tokens, relay.key))
         print(f"relay cost (base model, streamed, ignore_eos; vs direct, median of {rounds} rounds):")
-        for concurrency in (1, 16):
+        # Concurrency 1 is steady and slow (a request at a time): a third of the requests. At 16,
+        # twice as many: every request of a wave starts and ends together, so a round of few waves
+        # is at the mercy of its slowest request.
+        # Each round: direct, the relays (each in turn first and last), direct again; a relay is
+        # compared with the mean of the two direct runs, so the engine's drift within a round
+        # (steady, at first order) cancels.
+        for concurrency, count in ((1, max(8, requests // 3)), (16, 2 * requests)):
             measured = [dataclasses.replace(r, ratios=[], p50s=[], p99s=[]) for r in relays]
-            for _ in range(rounds):
-                direct = asyncio.run(
-                    load(server.engine_url, ["tiny"], requests, concurrency, max_tokens, engine_key)
-                )
-                for relay in measured:
-                    relay.measure(direct, requests, concurrency, max_tokens)
+
+            direct = (server.engine_url, ["tiny"], count, concurrency, max_tokens, engine_key)
+            for round_ in range(rounds):
+                before = asyncio.run(load(*direct))
+                order = measured[round_ % len(measured) :] + measured[: round_ % len(measured)]
+                results = [(relay, relay.run(count, concurrency, max_tokens)) for relay in order]
+                between = _mean(before, asyncio.run(load(*direct)))
+                for relay, result in results:
+                    relay.compare(result, between)
             for relay in measured:
-                print(f"  concurrency {concurrency:2d}: {relay.report()}")
-        side_by_side(server.engine_url, engine_key, relays, requests, max_tokens, rounds)
+                print(f"  concurrency {concurrency:2d} ({count} requests a round): {relay.report()}")
+        side_by_side(server.engine_url, engine_key, relays, 2 * requests, max_tokens, rounds)
+
+
+def _mean(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    return {key: (first[key] + second[key]) / 2 for key in ("tokens_per_s", "p50_ms", "p99_ms")}
 
 
 def side_by_side(
