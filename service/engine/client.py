@@ -9,7 +9,7 @@ a minute, uses httpx.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -125,20 +125,6 @@ class EngineResponse:
                 yield chunk
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineStreamBroken(repr(exc)) from exc
-
-    async def pipe(self, write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Hand the body's bytes to `write` as they arrive, as `chunks` yields them, with no
-        generator in between: the relay's hot path (proxy.py), where each layer per chunk is CPU
-        taken from an engine on the same cores. EngineStreamBroken if the engine's connection
-        breaks; what `write` raises goes through as it is."""
-        while True:
-            try:
-                chunk = await self._response.content.readany()
-            except (aiohttp.ClientError, OSError) as exc:
-                raise EngineStreamBroken(repr(exc)) from exc
-            if not chunk:  # the end of the body
-                return
-            await write(chunk)
 
     def close(self) -> None:
         """Done with it: a body read to its end frees the connection for the next request; one

@@ -62,9 +62,6 @@ def sse_error(message: str, type_: str = "server_error", code: str | None = None
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
-_STREAM_BROKE = sse_error("The model engine failed while streaming the response.", code="engine_unavailable")
-
-
 class Lease(Protocol):
     """What a request holds while the engine works on it (service/engine/serving.py)."""
 
@@ -103,7 +100,6 @@ class _EngineStream(StreamingResponse):
     def __init__(self, upstream: EngineResponse, lease: Lease, named: NamedToolCall | None) -> None:
         self._upstream = upstream
         self._lease: Lease | None = lease
-        self._named = named
         body = self._relay() if named is None else named.stream(self._relay())
         super().__init__(body, status_code=upstream.status_code, media_type="text/event-stream")
 
@@ -115,34 +111,15 @@ class _EngineStream(StreamingResponse):
         finally:
             await self._finish()
 
-    async def stream_response(self, send: Send) -> None:
-        if self._named is not None:  # events re-shaped on the way (named_tool.py): the generators
-            await super().stream_response(send)
-            return
-        # The engine's bytes straight to `send`, with no generator between them: per chunk, every
-        # layer is CPU the gateway takes from an engine on the same cores (bench/serving.py
-        # measures it against a bare relay).
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-
-        async def write(chunk: bytes) -> None:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        try:
-            await self._upstream.pipe(write)
-        except EngineStreamBroken as exc:
-            logger.warning("Engine stream broke: %s", exc)
-            await write(_STREAM_BROKE)
-        finally:
-            await self._finish()  # as soon as the engine is done, not when the client has it all
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
     async def _relay(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._upstream.chunks():
                 yield chunk
         except EngineStreamBroken as exc:
             logger.warning("Engine stream broke: %s", exc)
-            yield _STREAM_BROKE
+            yield sse_error(
+                "The model engine failed while streaming the response.", code="engine_unavailable"
+            )
         finally:
             await self._finish()  # as soon as the engine is done, not when the client has it all
 
